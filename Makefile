@@ -1,0 +1,55 @@
+# Promo Portal: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PIP_QUIET := --quiet --disable-pip-version-check
+# Some machines list package mirrors that do not exist; pip warns per package. Keep real errors.
+QUIET_PIP_NOISE := { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: demo test lint format install assets serve worker clean
+
+## demo: install into .venv, migrate the embedded SQLite database, load the demo merchant, serve
+demo: install assets
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
+
+## test: install what the suite needs, lint, then run the whole suite
+test: install assets
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run --settings=promo_portal.settings.test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip setuptools wheel 2>&1 | $(QUIET_PIP_NOISE)
+	set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | $(QUIET_PIP_NOISE)
+	touch $@
+
+## assets: Bootstrap, htmx and Swagger UI from the npm registry (served by Django, no CDN)
+assets: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## worker: a Celery worker for all queues (needs CELERY_BROKER_URL)
+worker: install
+	$(BIN)/celery -A promo_portal worker -Q default,scoring,training --loglevel INFO
+
+clean:
+	rm -rf $(VENV) node_modules var/staticfiles .pytest_cache

@@ -1,0 +1,59 @@
+"""Create (or refresh) the demo merchant and its users. Safe to run again."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from campaigns.choices import Role
+from campaigns.models import Membership, Merchant
+
+DEMO_SLUG = "demo"
+DEMO_PASSWORD = "promo-demo"  # printed at start-up; a local demo only, never production
+DEMO_USERS = [
+    ("demo-owner", "owner@demo.promo-portal.test", Role.OWNER, False),
+    ("demo-manager", "manager@demo.promo-portal.test", Role.MANAGER, False),
+    ("demo-viewer", "viewer@demo.promo-portal.test", Role.VIEWER, False),
+    ("admin", "admin@demo.promo-portal.test", None, True),
+]
+
+
+class Command(BaseCommand):
+    help = "Load the demo merchant and its users (owner, manager, viewer) and an admin."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--password", default=DEMO_PASSWORD, help="Password for every demo user.")
+        parser.add_argument("--host", default="127.0.0.1:8000", help="Where the portal is served.")
+
+    @transaction.atomic
+    def handle(self, *args, password: str, host: str, **options):
+        User = get_user_model()
+        merchant, _ = Merchant.objects.update_or_create(
+            slug=DEMO_SLUG,
+            defaults={"name": "Lotus Tea House", "currency": "CNY", "timezone": "Asia/Shanghai"},
+        )
+        for username, email, role, is_staff in DEMO_USERS:
+            user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
+            user.email = email
+            user.is_staff = user.is_superuser = is_staff
+            user.set_password(password)
+            user.save()
+            if role is not None:
+                Membership.objects.update_or_create(
+                    user=user, merchant=merchant, defaults={"role": role}
+                )
+        self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    f"  Open http://{host}/ and sign in as:",
+                    f"    demo-owner   / {password}   (owner: members, settings, everything)",
+                    f"    demo-manager / {password}   (manager: campaigns, models, apply)",
+                    f"    demo-viewer  / {password}   (viewer: read only)",
+                    f"    admin        / {password}   (Django admin at http://{host}/admin/)",
+                    "",
+                ]
+            )
+        )

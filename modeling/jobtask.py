@@ -1,0 +1,47 @@
+"""The Celery task base for jobs: it starts the Job row, reports failures and cancellations.
+
+A job task is written as ``@shared_task(bind=True, base=JobTask, name=...)`` over a function
+``(self, job, **kwargs) -> dict``; it is sent with the job's id and receives the loaded Job. It
+reports progress with ``self.report(job, percent, message)`` and never touches statuses itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .models import Job
+from .services import JobCancelled, job_fail, job_report, job_start, job_succeed
+
+logger = logging.getLogger(__name__)
+
+
+class JobTask(Task):
+    """Runs the task body inside its job's lifecycle. Safe to deliver twice."""
+
+    abstract = True
+
+    def report(self, job: Job, progress: int, message: str = "") -> None:
+        job_report(job=job, progress=progress, message=message)
+
+    def __call__(self, job_id: int, **kwargs: Any) -> dict[str, Any] | None:
+        job = job_start(job_id=job_id)
+        if job is None:
+            return None
+        try:
+            result = self.run(job, **kwargs) or {}
+        except JobCancelled:
+            logger.info("Job %s was cancelled; stopped.", job_id)
+            return None
+        except SoftTimeLimitExceeded:
+            job_fail(job_id=job_id, error="The job ran past its time limit and was stopped.")
+            raise
+        except Exception as error:
+            job_fail(job_id=job_id, error=f"{error}\n\n{traceback.format_exc()}")
+            raise
+        job_succeed(job=job, result=result, message=str(result.get("message", "Done")))
+        return result

@@ -1,0 +1,61 @@
+"""Long-running jobs (and, later, model versions and scores)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from campaigns.models import Merchant
+
+from .choices import JobKind, JobStatus
+
+
+class Job(models.Model):
+    """One long task (import, training, scoring ...): what pages and the API show as progress."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(_("kind"), max_length=20, choices=JobKind.choices)
+    status = models.CharField(
+        _("status"), max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING
+    )
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0)
+    message = models.CharField(_("message"), max_length=500, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        indexes = [models.Index(fields=["merchant", "-created_at"], name="job_merchant_time")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0, progress__lte=100), name="job_progress_0_100"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in JobStatus.active()
+
+    @property
+    def duration(self):
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at

@@ -1,0 +1,149 @@
+"""Writes on jobs: create and enqueue, start, report progress, finish, fail, cancel.
+
+Each transition is a conditional UPDATE that checks the current status, so a task delivered twice
+(acks_late after a worker crash) or a cancel racing a finish cannot move a job backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from celery import Task
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.choices import AuditVerb
+from campaigns.models import Merchant
+from campaigns.services import audit_record
+
+from .choices import JobKind, JobStatus
+from .models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a task when its job was cancelled; the task stops cleanly."""
+
+
+def job_enqueue(
+    *,
+    merchant: Merchant,
+    kind: JobKind,
+    task: Task,
+    created_by=None,
+    params: dict[str, Any] | None = None,
+    queue: str | None = None,
+) -> Job:
+    """Create a job and send its task once the surrounding transaction commits."""
+    task_id = str(uuid.uuid4())
+    job = Job.objects.create(
+        merchant=merchant,
+        kind=kind,
+        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        params=params or {},
+        celery_task_id=task_id,
+        message="Queued",
+    )
+    options: dict[str, Any] = {"task_id": task_id}
+    if queue is not None:
+        options["queue"] = queue
+    transaction.on_commit(lambda: task.apply_async(args=[job.pk], **options))
+    return job
+
+
+def job_start(*, job_id: int) -> Job | None:
+    """Mark a queued job running. None when it is gone, cancelled or already finished."""
+    now = timezone.now()
+    updated = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=now, message="Started"
+    )
+    if not updated:
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            logger.warning("Job %s does not exist; nothing to run.", job_id)
+            return None
+        if job.status != JobStatus.RUNNING:
+            logger.info("Job %s is %s; not starting it again.", job_id, job.status)
+            return None
+        # A redelivery of a job whose worker died: run it again from the start.
+        return job
+    return Job.objects.get(pk=job_id)
+
+
+def job_report(*, job: Job, progress: int, message: str = "") -> None:
+    """Record progress (0-100) and raise JobCancelled if someone cancelled the job meanwhile."""
+    progress = max(0, min(100, int(progress)))
+    updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        progress=progress, message=message[:500]
+    )
+    if not updated:
+        raise JobCancelled(job.pk)
+    job.progress, job.message = progress, message[:500]
+
+
+def job_succeed(*, job: Job, result: dict[str, Any] | None = None, message: str = "Done") -> bool:
+    updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        status=JobStatus.SUCCEEDED,
+        progress=100,
+        message=message[:500],
+        result=result or {},
+        finished_at=timezone.now(),
+    )
+    return bool(updated)
+
+
+def job_fail(*, job_id: int, error: str) -> bool:
+    updated = Job.objects.filter(pk=job_id, status__in=JobStatus.active()).update(
+        status=JobStatus.FAILED,
+        error=error[:20000],
+        message="Failed",
+        finished_at=timezone.now(),
+    )
+    return bool(updated)
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, actor) -> bool:
+    """Cancel a queued or running job. A running task stops at its next progress report."""
+    updated = Job.objects.filter(pk=job.pk, status__in=JobStatus.active()).update(
+        status=JobStatus.CANCELLED, message="Cancelled", finished_at=timezone.now()
+    )
+    if not updated:
+        return False
+    audit_record(
+        merchant=job.merchant,
+        actor=actor,
+        verb=AuditVerb.JOB_CANCELLED,
+        target=str(job),
+        data={"job": job.pk, "kind": job.kind},
+    )
+    task_id = job.celery_task_id
+    if task_id:
+        from promo_portal.celery import app
+
+        transaction.on_commit(lambda: app.control.revoke(task_id))
+    job.refresh_from_db()
+    return True
+
+
+WORKER_QUEUES = ("default", "scoring", "training")
+
+
+def worker_check_enqueue(*, merchant: Merchant, actor) -> list[Job]:
+    """One worker-check job per queue: each reports the worker that served it."""
+    from .tasks import worker_check
+
+    return [
+        job_enqueue(
+            merchant=merchant,
+            kind=JobKind.WORKER_CHECK,
+            task=worker_check,
+            created_by=actor,
+            params={"queue": queue, "probe_accelerators": queue == "training"},
+            queue=queue,
+        )
+        for queue in WORKER_QUEUES
+    ]

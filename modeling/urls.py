@@ -1,0 +1,16 @@
+"""Job pages (and, later, models), mounted under /m/<merchant>/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "modeling"
+
+urlpatterns = [
+    path("jobs/", views.JobListView.as_view(), name="jobs"),
+    path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
+    path("jobs/<int:job_id>/progress/", views.JobProgressView.as_view(), name="job-progress"),
+    path("jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
+]

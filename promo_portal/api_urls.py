@@ -1,0 +1,36 @@
+"""REST API v1. Merchant-scoped resources live under merchants/<merchant>/."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from campaigns.api import MemberApi, MerchantApi, MyMerchantsApi
+from campaigns.tenancy import tenant_exempt
+from modeling.api import JobApi
+
+app_name = "api"
+
+M = "merchants/<slug:merchant>/"
+
+urlpatterns = [
+    path("auth/token/", tenant_exempt(ObtainAuthToken.as_view()), name="token"),
+    path("schema/", tenant_exempt(SpectacularAPIView.as_view()), name="schema"),
+    path(
+        "docs/",
+        tenant_exempt(SpectacularSwaggerView.as_view(url_name="api:schema")),
+        name="docs",
+    ),
+    path("merchants/", MyMerchantsApi.as_view({"get": "list"}), name="merchant-list"),
+    path(M, MerchantApi.as_view({"get": "retrieve", "patch": "partial_update"}), name="merchant"),
+    path(M + "members/", MemberApi.as_view({"get": "list", "post": "create"}), name="member-list"),
+    path(
+        M + "members/<int:member_id>/",
+        MemberApi.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
+        name="member-detail",
+    ),
+    path(M + "jobs/", JobApi.as_view({"get": "list"}), name="job-list"),
+    path(M + "jobs/<int:job_id>/", JobApi.as_view({"get": "retrieve"}), name="job-detail"),
+    path(M + "jobs/<int:job_id>/cancel/", JobApi.as_view({"post": "cancel"}), name="job-cancel"),
+]

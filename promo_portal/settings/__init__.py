@@ -1,0 +1,1 @@
+"""Settings modules: ``local`` (embedded demo, the default), ``test`` and ``production``."""
