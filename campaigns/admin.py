@@ -112,7 +112,13 @@ class UserAdmin(DjangoUserAdmin):
         "merchant_count",
         "last_login",
     ]
-    list_filter = ["is_staff", "is_superuser", "is_active", "memberships__role", "memberships__merchant"]
+    list_filter = [
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "memberships__role",
+        "memberships__merchant",
+    ]
     search_fields = ["username", "email", "first_name", "last_name", "memberships__merchant__name"]
 
     def get_queryset(self, request):

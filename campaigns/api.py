@@ -152,4 +152,3 @@ class MemberApi(MerchantAPIMixin, viewsets.GenericViewSet):
         except DjangoValidationError as error:
             _raise_drf(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
-

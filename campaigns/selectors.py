@@ -14,7 +14,9 @@ def merchants_for_user(*, user) -> QuerySet[Merchant]:
 def memberships_for_user(*, user) -> QuerySet[Membership]:
     if not user.is_authenticated:
         return Membership.objects.none()
-    return Membership.objects.filter(user=user).select_related("merchant").order_by("merchant__name")
+    return (
+        Membership.objects.filter(user=user).select_related("merchant").order_by("merchant__name")
+    )
 
 
 def merchant_members(*, merchant: Merchant) -> QuerySet[Membership]:

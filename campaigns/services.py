@@ -47,7 +47,9 @@ def merchant_update(*, merchant: Merchant, actor, **fields: Any) -> Merchant:
     allowed = {"name", "currency", "timezone"}
     unknown = set(fields) - allowed
     if unknown:
-        raise ValidationError(_("These settings cannot be changed: %s") % ", ".join(sorted(unknown)))
+        raise ValidationError(
+            _("These settings cannot be changed: %s") % ", ".join(sorted(unknown))
+        )
     before = {key: getattr(merchant, key) for key in fields}
     for key, value in fields.items():
         setattr(merchant, key, value)
@@ -55,9 +57,7 @@ def merchant_update(*, merchant: Merchant, actor, **fields: Any) -> Merchant:
     merchant.save(update_fields=list(fields))
     changed = {k: [before[k], v] for k, v in fields.items() if before[k] != v}
     if changed:
-        audit_record(
-            merchant=merchant, actor=actor, verb=AuditVerb.MERCHANT_UPDATED, data=changed
-        )
+        audit_record(merchant=merchant, actor=actor, verb=AuditVerb.MERCHANT_UPDATED, data=changed)
     return merchant
 
 

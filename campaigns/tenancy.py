@@ -44,7 +44,7 @@ def membership_for(*, user, merchant_slug: str) -> Membership | None:
 
 
 def dangerously_unscoped(model: type[models.Model]) -> models.QuerySet:
-    """All rows of every merchant. For admin tooling and cross-tenant jobs only; named to stand out."""
+    """All rows of every merchant: for admin tooling and cross-tenant jobs; named to stand out."""
     return model._default_manager.all()
 
 

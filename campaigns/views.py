@@ -136,7 +136,9 @@ class MerchantSettingsView(MerchantViewMixin, FormView):
         return kwargs
 
     def form_valid(self, form: MerchantSettingsForm) -> HttpResponse:
-        services.merchant_update(merchant=self.merchant, actor=self.request.user, **form.cleaned_data)
+        services.merchant_update(
+            merchant=self.merchant, actor=self.request.user, **form.cleaned_data
+        )
         messages.success(self.request, _("Settings saved."))
         return redirect("campaigns:settings", merchant=self.merchant.slug)
 

@@ -10,7 +10,17 @@ from .services import job_cancel
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "merchant", "kind", "status", "progress", "message", "created_by", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "merchant",
+        "kind",
+        "status",
+        "progress",
+        "message",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "kind", "merchant", "created_at"]
     search_fields = ["id", "celery_task_id", "message", "error", "merchant__name"]
     list_select_related = ["merchant", "created_by"]

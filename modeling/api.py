@@ -35,7 +35,9 @@ class JobOutput(serializers.ModelSerializer):
         ]
 
 
-class JobApi(MerchantAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class JobApi(
+    MerchantAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Long-running jobs of the merchant, newest first; poll one for its progress."""
 
     model = Job

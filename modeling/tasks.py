@@ -13,7 +13,13 @@ from .jobtask import JobTask
 from .models import Job
 
 
-@shared_task(bind=True, base=JobTask, name="modeling.tasks.worker_check", time_limit=120)
+@shared_task(
+    bind=True,
+    base=JobTask,
+    name="modeling.tasks.worker_check",
+    soft_time_limit=90,
+    time_limit=120,
+)
 def worker_check(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     """Report which worker served which queue and which accelerators it sees."""
     queue = (self.request.delivery_info or {}).get("routing_key") or job.params.get("queue")

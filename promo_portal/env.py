@@ -8,6 +8,7 @@ failure names the variable in an ``ImproperlyConfigured`` error.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ def env_list(name: str, *, default: list[str]) -> list[str]:
         return list(default)
     items = [item.strip() for item in value.split(",")]
     if any(item == "" for item in items):
-        raise ImproperlyConfigured(f"{name}={value!r} has an empty entry; separate values by commas.")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} has an empty entry; separate values by commas."
+        )
     return items
 
 
@@ -97,7 +100,7 @@ def env_url(name: str, *, default: str | None = None) -> dict[str, Any]:
     try:
         config = _env.db_url_config(value)
     except Exception as error:  # django-environ raises several kinds on malformed URLs
-        raise ImproperlyConfigured(f"{name} is malformed: {error}") from None
+        raise ImproperlyConfigured(_malformed(name, error)) from None
     if config["ENGINE"] == "django.db.backends.postgresql" and not config.get("NAME"):
         raise ImproperlyConfigured(f"{name} must name a database: postgres://HOST:PORT/NAME.")
     return config
@@ -114,11 +117,20 @@ def env_broker_url(name: str) -> str | None:
 
 
 def _redact(url: str) -> str:
-    # Never echo a password from a URL into an error message or a log.
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
+    """The URL without its credentials, even when its scheme is mistyped ("postgres:/u:pw@h")."""
+    if "@" not in url:
+        return url
+    match = re.match(r"^([a-z][a-z0-9+.-]*:/*)?", url, flags=re.IGNORECASE)
+    prefix = match.group(1) or "" if match else ""
+    return f"{prefix}***@{url.rsplit('@', 1)[1]}"
+
+
+def _malformed(name: str, error: Exception) -> str:
+    # The parser's own message can quote part of a password (a "/" in it reads as a port).
+    return (
+        f"{name} is malformed ({type(error).__name__}); percent-encode / ? # @ : in the user "
+        "name and password."
+    )
 
 
 def env_email_url(name: str, *, default: str) -> dict[str, Any]:
@@ -127,7 +139,7 @@ def env_email_url(name: str, *, default: str) -> dict[str, Any]:
     try:
         config = _env.email_url_config(value)
     except Exception as error:
-        raise ImproperlyConfigured(f"{name} is malformed: {error}") from None
+        raise ImproperlyConfigured(_malformed(name, error)) from None
     if "EMAIL_BACKEND" not in config:
         raise ImproperlyConfigured(f"{name} has an unknown scheme: {_redact(value)!r}.")
     return {key: val for key, val in config.items() if val not in (None, "")}

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from promo_portal.env import env, env_bool, env_broker_url, env_email_url, env_int, env_list, env_path, env_url
+from promo_portal.env import (
+    env,
+    env_bool,
+    env_broker_url,
+    env_email_url,
+    env_int,
+    env_list,
+    env_path,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = env_path("PROMO_VAR_DIR", default=BASE_DIR / "var")
@@ -147,8 +156,8 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 
-# --- Email (invitations, password reset) ------------------------------------------------------
-# EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587 ; default prints mail to the console.
+# --- Email (invitations, password reset) ---------------------------------------------------
+# EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587; default: print to the console.
 globals().update(env_email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Promo Portal <noreply@localhost>")
 

@@ -1,4 +1,4 @@
-"""The embedded default: runs with nothing configured (SQLite and files under var/, eager Celery)."""
+"""The embedded default: runs with nothing configured (SQLite, files under var/, eager Celery)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Serve static files straight from the finders (node_modules, the plotly package) in the demo.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

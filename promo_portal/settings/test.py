@@ -6,6 +6,7 @@ set and against PostgreSQL and Redis in CI.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,13 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
-_TMP = Path(tempfile.mkdtemp(prefix="promo-portal-test-"))
+# One scratch folder per test run, shared with the Celery worker the integration suite starts.
+_TMP = Path(os.environ.get("PROMO_TEST_TMP") or tempfile.mkdtemp(prefix="promo-portal-test-"))
+os.environ["PROMO_TEST_TMP"] = str(_TMP)
 MEDIA_ROOT = _TMP / "media"
 UPLOAD_ROOT = _TMP / "uploads"
 MODEL_ARTIFACT_ROOT = _TMP / "models"
+
+# Unit tests run tasks in-process even when a broker is configured; the integration suite's
+# worker fixture turns this off while a real worker consumes the queues.
+CELERY_TASK_ALWAYS_EAGER = True

@@ -10,7 +10,8 @@ from campaigns.choices import Role
 from campaigns.models import Membership, Merchant
 
 DEMO_SLUG = "demo"
-DEMO_PASSWORD = "promo-demo"  # printed at start-up; a local demo only, never production
+# Printed at start-up; the demo runs locally on the embedded database only.
+DEMO_PASSWORD = "promo-demo"  # noqa: S105
 DEMO_USERS = [
     ("demo-owner", "owner@demo.promo-portal.test", Role.OWNER, False),
     ("demo-manager", "manager@demo.promo-portal.test", Role.MANAGER, False),
@@ -23,7 +24,9 @@ class Command(BaseCommand):
     help = "Load the demo merchant and its users (owner, manager, viewer) and an admin."
 
     def add_arguments(self, parser):
-        parser.add_argument("--password", default=DEMO_PASSWORD, help="Password for every demo user.")
+        parser.add_argument(
+            "--password", default=DEMO_PASSWORD, help="Password for every demo user."
+        )
         parser.add_argument("--host", default="127.0.0.1:8000", help="Where the portal is served.")
 
     @transaction.atomic
