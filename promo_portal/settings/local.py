@@ -10,6 +10,7 @@ from .base import *  # noqa: F403
 from .base import VAR_DIR
 
 DEBUG = env_bool("DEBUG", default=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and the demo's files live here
 
 
 def _local_secret_key() -> str:
