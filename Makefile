@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP_QUIET := --quiet --disable-pip-version-check
 # Some machines list package mirrors that do not exist; pip warns per package. Keep real errors.
 QUIET_PIP_NOISE := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test lint format install assets serve worker clean
+.PHONY: demo test lint format install assets chromium worker clean
 
 ## demo: install into .venv, migrate the embedded SQLite database, load the demo merchant, serve
 demo: install assets
@@ -18,7 +19,7 @@ demo: install assets
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 ## test: install what the suite needs, lint, then run the whole suite
-test: install assets
+test: install assets chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=promo_portal.settings.test
@@ -38,6 +39,12 @@ assets: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+## chromium: Debian's package for the browser tests (Playwright drives it; no browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 lint: install
 	$(BIN)/ruff check .

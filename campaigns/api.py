@@ -36,6 +36,7 @@ class MerchantOutput(serializers.ModelSerializer):
 
 
 @tenant_exempt
+@extend_schema(tags=["merchants"])
 class MyMerchantsApi(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The merchants the caller belongs to, with the caller's role in each."""
 
@@ -53,6 +54,7 @@ class MyMerchantsApi(mixins.ListModelMixin, viewsets.GenericViewSet):
         return context
 
 
+@extend_schema(tags=["merchants"])
 class MerchantApi(MerchantAPIMixin, viewsets.GenericViewSet):
     """One merchant's settings; owners may change name, currency and time zone."""
 
@@ -60,7 +62,7 @@ class MerchantApi(MerchantAPIMixin, viewsets.GenericViewSet):
     write_role = Role.OWNER
     serializer_class = MerchantOutput
 
-    class Input(serializers.Serializer):
+    class MerchantUpdateInput(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         currency = serializers.ChoiceField(choices=CURRENCIES, required=False)
         timezone = serializers.CharField(max_length=64, required=False)
@@ -71,9 +73,9 @@ class MerchantApi(MerchantAPIMixin, viewsets.GenericViewSet):
     def retrieve(self, request, **kwargs):
         return Response(MerchantOutput(self.merchant, context=self.get_serializer_context()).data)
 
-    @extend_schema(request=Input, responses=MerchantOutput)
+    @extend_schema(request=MerchantUpdateInput, responses=MerchantOutput)
     def partial_update(self, request, **kwargs):
-        data = self.Input(data=request.data)
+        data = self.MerchantUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             merchant = services.merchant_update(
@@ -93,6 +95,7 @@ class MemberOutput(serializers.ModelSerializer):
         fields = ["id", "username", "email", "role", "created_at"]
 
 
+@extend_schema(tags=["members"])
 class MemberApi(MerchantAPIMixin, viewsets.GenericViewSet):
     """Members of the merchant. Everyone may list them; only owners invite, re-role or remove."""
 
@@ -102,11 +105,11 @@ class MemberApi(MerchantAPIMixin, viewsets.GenericViewSet):
     lookup_url_kwarg = "member_id"
     pagination_class = None
 
-    class InviteInput(serializers.Serializer):
+    class MemberInviteInput(serializers.Serializer):
         email = serializers.EmailField()
         role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
 
-    class RoleInput(serializers.Serializer):
+    class MemberRoleInput(serializers.Serializer):
         role = serializers.ChoiceField(choices=Role.choices)
 
     def get_queryset(self):
@@ -118,9 +121,9 @@ class MemberApi(MerchantAPIMixin, viewsets.GenericViewSet):
     def retrieve(self, request, **kwargs):
         return Response(MemberOutput(self.get_object()).data)
 
-    @extend_schema(request=InviteInput, responses={201: MemberOutput})
+    @extend_schema(request=MemberInviteInput, responses={201: MemberOutput})
     def create(self, request, **kwargs):
-        data = self.InviteInput(data=request.data)
+        data = self.MemberInviteInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             membership = services.member_invite(
@@ -133,10 +136,10 @@ class MemberApi(MerchantAPIMixin, viewsets.GenericViewSet):
             _raise_drf(error)
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RoleInput, responses=MemberOutput)
+    @extend_schema(request=MemberRoleInput, responses=MemberOutput)
     def partial_update(self, request, **kwargs):
         membership = self.get_object()
-        data = self.RoleInput(data=request.data)
+        data = self.MemberRoleInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             services.member_change_role(

@@ -35,6 +35,7 @@ class JobOutput(serializers.ModelSerializer):
         ]
 
 
+@extend_schema(tags=["jobs"])
 class JobApi(
     MerchantAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
