@@ -18,3 +18,9 @@ app = Celery("promo_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (Queue("default"), Queue("scoring"), Queue("training"))
 app.autodiscover_tasks()
+
+
+@app.task(name="promo_portal.ping", ignore_result=False)
+def ping() -> str:
+    """A no-op round trip: for health checks and for measuring raw broker throughput."""
+    return "pong"

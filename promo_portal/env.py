@@ -143,3 +143,15 @@ def env_email_url(name: str, *, default: str) -> dict[str, Any]:
     if "EMAIL_BACKEND" not in config:
         raise ImproperlyConfigured(f"{name} has an unknown scheme: {_redact(value)!r}.")
     return {key: val for key, val in config.items() if val not in (None, "")}
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """The DATABASE_URL for a Django DATABASES entry (PostgreSQL), e.g. to hand to a worker."""
+    from urllib.parse import quote
+
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"

@@ -8,23 +8,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
 
 from promo_portal.celery import app
+from promo_portal.env import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_TIMEOUT_S = 90
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +28,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test",
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": database_url(connection.settings_dict),
         "PYTHONUNBUFFERED": "1",
     }
     command = [
