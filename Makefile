@@ -30,7 +30,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip setuptools wheel 2>&1 | $(QUIET_PIP_NOISE)
-	set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) -e '.[dev]' 2>&1 | $(QUIET_PIP_NOISE)
+	set -o pipefail; $(BIN)/python -m pip install $(PIP_QUIET) -e '.[cpu,dev]' 2>&1 | $(QUIET_PIP_NOISE)
 	touch $@
 
 ## assets: Bootstrap, htmx and Swagger UI from the npm registry (served by Django, no CDN)

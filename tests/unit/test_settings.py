@@ -366,6 +366,8 @@ def test_env_email_url_rejects_unknown_or_malformed(monkeypatch, raw):
 # Every variable the settings read, so the developer's shell cannot leak into these tests.
 _SETTINGS_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "PROMO_TEST_TMP",
     "DATABASE_URL",
     "DATABASE_CONN_MAX_AGE",
     "CELERY_BROKER_URL",
