@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# Playwright's sync API keeps an event loop running in the test thread while a browser is open;
+# the ORM calls these tests (and their fixtures' teardown) make are plain synchronous ones.
+# Test-process only: tests that start a subprocess with deployment settings remove it.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
@@ -21,8 +26,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module, closed after it, so later modules run with no event loop."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -36,10 +42,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server, monkeypatch):
-    # Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
-    # there are plain synchronous ones. Only for the duration of a browser test.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(browser, live_server):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live_server.url)
     context.set_default_timeout(15_000)
     page = context.new_page()
