@@ -29,6 +29,9 @@ class AuditVerb(models.TextChoices):
     MEMBER_REMOVED = "member.removed", _("Member removed")
     MERCHANT_UPDATED = "merchant.updated", _("Merchant settings changed")
     JOB_CANCELLED = "job.cancelled", _("Job cancelled")
+    DATA_IMPORTED = "data.imported", _("Data imported")
+    COUPON_TYPE_CREATED = "coupon_type.created", _("Coupon type created")
+    COUPON_TYPE_CHANGED = "coupon_type.changed", _("Coupon type changed")
 
 
 # ISO 4217 codes offered in forms; any three-letter upper-case code is accepted by the model.
@@ -47,3 +50,57 @@ CURRENCIES = [
     ("CHF", "CHF — Swiss franc"),
     ("INR", "INR — Indian rupee"),
 ]
+
+
+class EventType(models.TextChoices):
+    VIEW = "view", _("View")
+    SEARCH = "search", _("Search")
+    CART = "cart", _("Add to cart")
+    FAVORITE = "favorite", _("Favorite")
+    PURCHASE = "purchase", _("Purchase")
+    REFUND = "refund", _("Refund")
+    REVIEW = "review", _("Review")
+
+
+class CouponKind(models.TextChoices):
+    PERCENT_OFF = "percent_off", _("Percent off")
+    AMOUNT_OFF = "amount_off", _("Amount off")
+    THRESHOLD_OFF = "threshold_off", _("Amount off above a minimum spend")
+    FREE_SHIPPING = "free_shipping", _("Free shipping")
+    MEMBER_PRICE = "member_price", _("Member price")
+
+    @property
+    def is_percentage(self) -> bool:
+        return self in (CouponKind.PERCENT_OFF, CouponKind.MEMBER_PRICE)
+
+
+class TreatmentSource(models.TextChoices):
+    IMPORT = "import", _("Imported history")
+    API = "api", _("Pushed through the API")
+    STRATEGY = "strategy", _("Applied strategy (targeted)")
+    HOLDOUT = "holdout", _("Applied strategy (holdout)")
+    EXPLORATION = "exploration", _("Applied strategy (exploration)")
+
+
+class ImportKind(models.TextChoices):
+    CUSTOMERS = "customers", _("Customers")
+    EVENTS = "events", _("Behaviour events")
+    TREATMENTS = "treatments", _("Treatments and outcomes")
+
+
+class ImportSource(models.TextChoices):
+    UPLOAD = "upload", _("Browser upload")
+    API = "api", _("REST API")
+    COMMAND = "command", _("Management command")
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", _("Uploaded, waiting for the column mapping")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Imported")
+    REJECTED = "rejected", _("Rejected: the file has errors, nothing was imported")
+    FAILED = "failed", _("Failed: nothing was imported")
+
+
+CONTROL_ARM = "control"

@@ -20,6 +20,10 @@ from .services import JobCancelled, job_fail, job_report, job_start, job_succeed
 logger = logging.getLogger(__name__)
 
 
+class JobFailure(Exception):
+    """An expected failure with a message for people (bad input ...): no traceback is kept."""
+
+
 class JobTask(Task):
     """Runs the task body inside its job's lifecycle. Safe to deliver twice."""
 
@@ -36,6 +40,9 @@ class JobTask(Task):
             result = self.run(job, **kwargs) or {}
         except JobCancelled:
             logger.info("Job %s was cancelled; stopped.", job_id)
+            return None
+        except JobFailure as failure:
+            job_fail(job_id=job_id, error=str(failure))
             return None
         except SoftTimeLimitExceeded:
             job_fail(job_id=job_id, error="The job ran past its time limit and was stopped.")

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from campaigns.api import MemberApi, MerchantApi, MyMerchantsApi
+from campaigns.imports.api import BulkImportApi, ImportApi
 from campaigns.tenancy import tenant_exempt
 from modeling.api import JobApi
 
@@ -30,6 +31,20 @@ urlpatterns = [
         MemberApi.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"}),
         name="member-detail",
     ),
+    path(M + "imports/", ImportApi.as_view({"get": "list", "post": "create"}), name="import-list"),
+    path(
+        M + "imports/<int:import_id>/",
+        ImportApi.as_view({"get": "retrieve"}),
+        name="import-detail",
+    ),
+    *[
+        path(
+            f"{M}{kind}/bulk/",
+            BulkImportApi.as_view(kind=kind),
+            name=f"{kind}-bulk",
+        )
+        for kind in ("customers", "events", "treatments")
+    ],
     path(M + "jobs/", JobApi.as_view({"get": "list"}), name="job-list"),
     path(M + "jobs/<int:job_id>/", JobApi.as_view({"get": "retrieve"}), name="job-detail"),
     path(M + "jobs/<int:job_id>/cancel/", JobApi.as_view({"post": "cancel"}), name="job-cancel"),

@@ -1,0 +1,410 @@
+"""Check and type one chunk of text columns, vectorized (pyarrow compute, numpy, pandas).
+
+No Django here: a chunk goes in with its source lines, a typed table for staging and a list of
+problems (line, column, value, reason) come out. Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .reading import LINE_COLUMN
+from .schema import ATTRIBUTE_MAX_LENGTH, ID_MAX_LENGTH, SCHEMAS, TEXT_MAX_LENGTH, Schema
+
+CONTROL = "control"
+TRUE_WORDS = ["1", "true", "t", "yes", "y", "是", "真"]
+FALSE_WORDS = ["0", "false", "f", "no", "n", "否", "假"]
+_NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_CANONICAL_NUMBER = r"^-?(0|[1-9]\d*)(\.\d+)?$"  # no leading zeros: "01234" stays text
+_WHOLE = r"^\+?\d+(\.0*)?$"
+_ZONE_SUFFIX = r"(Z|z|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass
+class Context:
+    timezone: str  # naive timestamps are in the merchant's time zone
+    event_types: frozenset[str] = frozenset()
+    arms: frozenset[str] = frozenset()  # coupon codes (upper case) and "control"
+
+
+@dataclass
+class Problems:
+    """Row-level problems. All are counted; the first ``keep`` are kept for the report."""
+
+    keep: int = 10_000
+    lines: list[np.ndarray] = field(default_factory=list)
+    columns: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    reasons: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+    kept: int = 0
+
+    def add(self, mask: np.ndarray, lines: np.ndarray, column: str, values, reason: str) -> None:
+        picked = np.flatnonzero(mask)
+        if picked.size == 0:
+            return
+        self.count += picked.size
+        if self.kept >= self.keep:
+            return
+        self.kept += picked.size
+        self.lines.append(lines[picked])
+        self.columns.append(np.full(picked.size, column, dtype=object))
+        self.values.append(np.asarray(values, dtype=object)[picked])
+        self.reasons.append(np.full(picked.size, reason, dtype=object))
+
+    def add_one(self, line: int | None, column: str, value: str, reason: str) -> None:
+        self.add(np.array([True]), np.array([line or 0]), column, [value], reason)
+
+    def as_records(self, limit: int | None = None) -> list[dict]:
+        """The kept problems in line order, as dicts with line, column, value and reason."""
+        if not self.lines:
+            return []
+        frame = pd.DataFrame(
+            {
+                "line": np.concatenate(self.lines),
+                "column": np.concatenate(self.columns),
+                "value": np.concatenate(self.values),
+                "reason": np.concatenate(self.reasons),
+            }
+        ).sort_values(["line", "column"], kind="stable")
+        frame = frame.head(limit or self.keep)
+        frame["value"] = frame["value"].map(_short)
+        frame["line"] = frame["line"].astype(int)
+        return frame.to_dict("records")
+
+
+def _short(value) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_columns(kind: str, targets: list[str], problems: Problems) -> None:
+    """Whole-file checks on the mapped header: required columns present, no unknown ones."""
+    schema = SCHEMAS[kind]
+    present = set(targets)
+    for column in schema.columns:
+        if column.required and column.name not in present:
+            problems.add_one(1, column.name, "", f"the required column '{column.name}' is missing")
+    if not schema.extra_columns_are_attributes:
+        for name in targets:
+            if name.startswith("__unmapped__"):
+                source = name.removeprefix("__unmapped__")
+                problems.add_one(
+                    1,
+                    source,
+                    source,
+                    f"unexpected column '{source}'; expected {', '.join(schema.names)} "
+                    "(map it to one of them or leave it out)",
+                )
+
+
+def validate_chunk(kind: str, table: pa.Table, context: Context, problems: Problems) -> pa.Table:
+    """The chunk's valid rows, typed for staging; problems with the others go to ``problems``."""
+    schema = SCHEMAS[kind]
+    lines = table.column(LINE_COLUMN).to_numpy()
+    checker = _Checker(table, lines, problems, context)
+    if kind == "customers":
+        typed = _customers(schema, checker)
+    elif kind == "events":
+        typed = _events(checker)
+    else:
+        typed = _treatments(checker)
+    return typed.filter(pa.array(~checker.bad)) if checker.bad.any() else typed
+
+
+class _Checker:
+    def __init__(self, table: pa.Table, lines: np.ndarray, problems: Problems, context: Context):
+        self.table = table
+        self.lines = lines
+        self.problems = problems
+        self.context = context
+        self.n = table.num_rows
+        self.bad = np.zeros(self.n, dtype=bool)  # rows with at least one problem
+
+    def text(self, name: str) -> pa.ChunkedArray:
+        if name not in self.table.column_names:
+            return pa.chunked_array([pa.nulls(self.n, pa.string())])
+        return pc.utf8_trim_whitespace(self.table.column(name))
+
+    def _report(self, mask, name: str, values: pa.ChunkedArray, reason: str) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            self.bad |= mask
+            self.problems.add(mask, self.lines, name, values.to_numpy(zero_copy_only=False), reason)
+
+    def missing(self, values: pa.ChunkedArray) -> np.ndarray:
+        return pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
+
+    def required_text(self, name: str, max_length: int) -> pa.ChunkedArray:
+        values = self.text(name)
+        self._report(self.missing(values), name, values, "a value is required")
+        self.max_length(name, values, max_length)
+        return pc.if_else(pc.equal(values, ""), None, values)
+
+    def optional_text(self, name: str, max_length: int) -> pa.ChunkedArray:
+        values = pc.fill_null(self.text(name), "")
+        self.max_length(name, values, max_length)
+        return values
+
+    def max_length(self, name: str, values: pa.ChunkedArray, limit: int) -> None:
+        too_long = pc.fill_null(pc.greater(pc.utf8_length(values), limit), False)
+        self._report(too_long, name, values, f"longer than {limit} characters")
+
+    def number(self, name: str, *, nullable: bool, minimum: float | None = 0.0) -> pa.ChunkedArray:
+        raw = self.text(name)
+        blank = self.missing(raw)
+        well_formed = pc.fill_null(pc.match_substring_regex(raw, _NUMBER), False).to_numpy(
+            zero_copy_only=False
+        )
+        self._report(~blank & ~well_formed, name, raw, "not a number")
+        if not nullable:
+            self._report(blank, name, raw, "a value is required")
+        numbers = pc.cast(pc.if_else(pa.array(well_formed), raw, None), pa.float64())
+        if minimum is not None:
+            negative = pc.fill_null(pc.less(numbers, minimum), False)
+            self._report(negative, name, raw, "must not be negative")
+        return numbers
+
+    def whole_number(self, name: str) -> pa.ChunkedArray:
+        raw = self.text(name)
+        blank = self.missing(raw)
+        whole = pc.fill_null(pc.match_substring_regex(raw, _WHOLE), False).to_numpy(
+            zero_copy_only=False
+        )
+        negative = pc.fill_null(pc.match_substring_regex(raw, r"^-\d"), False).to_numpy(
+            zero_copy_only=False
+        )
+        self._report(negative, name, raw, "must not be negative")
+        self._report(~blank & ~whole & ~negative, name, raw, "not a whole number")
+        cleaned = pc.if_else(pa.array(whole), pc.replace_substring_regex(raw, r"\.0*$", ""), None)
+        too_big = pc.fill_null(pc.greater(pc.utf8_length(cleaned), 9), False)
+        self._report(too_big, name, raw, "too large")
+        return pc.cast(pc.if_else(too_big, None, cleaned), pa.int32())
+
+    def timestamp(self, name: str) -> pa.Array:
+        raw = self.text(name)
+        blank = self.missing(raw)
+        self._report(blank, name, raw, "a value is required")
+        text = pc.replace_substring_regex(raw, r"^(\d{4})/(\d{1,2})/(\d{1,2})", r"\1-\2-\3")
+        strings = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
+        zoned = pc.fill_null(pc.match_substring_regex(text, _ZONE_SUFFIX), False).to_numpy(
+            zero_copy_only=False
+        )
+        parsed = pd.Series(pd.NaT, index=strings.index, dtype="datetime64[us, UTC]")
+        if zoned.any():
+            parsed[zoned] = pd.to_datetime(
+                strings[zoned], format="ISO8601", utc=True, errors="coerce"
+            ).dt.as_unit("us")
+        if (~zoned).any():
+            local = pd.to_datetime(strings[~zoned], format="ISO8601", errors="coerce")
+            if getattr(local.dt, "tz", None) is None:
+                local = local.dt.tz_localize(
+                    self.context.timezone, ambiguous="NaT", nonexistent="NaT"
+                )
+            parsed[~zoned] = local.dt.tz_convert("UTC").dt.as_unit("us")
+        bad = parsed.isna().to_numpy() & ~blank
+        self._report(
+            bad,
+            name,
+            raw,
+            "not a date and time; use ISO 8601, e.g. 2026-01-05 10:00:00 "
+            "or 2026-01-05T10:00:00+08:00",
+        )
+        return pa.array(parsed, pa.timestamp("us", tz="UTC"))
+
+    def one_of(
+        self, name: str, allowed: list[str], *, lower: bool, describe: str
+    ) -> pa.ChunkedArray:
+        raw = self.text(name)
+        values = pc.utf8_lower(raw) if lower else raw
+        blank = self.missing(raw)
+        known = pc.fill_null(pc.is_in(values, value_set=pa.array(allowed)), False).to_numpy(
+            zero_copy_only=False
+        )
+        self._report(blank, name, raw, "a value is required")
+        self._report(~blank & ~known, name, raw, describe)
+        return values
+
+    def boolean(self, name: str) -> pa.ChunkedArray:
+        raw = pc.utf8_lower(self.text(name))
+        blank = self.missing(raw)
+        truthy = pc.fill_null(pc.is_in(raw, value_set=pa.array(TRUE_WORDS)), False)
+        falsy = pc.fill_null(pc.is_in(raw, value_set=pa.array(FALSE_WORDS)), False)
+        unknown = ~blank & ~(
+            truthy.to_numpy(zero_copy_only=False) | falsy.to_numpy(zero_copy_only=False)
+        )
+        self._report(blank, name, raw, "a value is required (1/0, true/false, yes/no)")
+        self._report(unknown, name, raw, "not a yes/no value; use 1/0, true/false or yes/no")
+        return truthy
+
+    def column_names(self) -> list[str]:
+        return self.table.column_names
+
+
+def _customers(schema: Schema, check: _Checker) -> pa.Table:
+    customer = check.required_text("customer_id", ID_MAX_LENGTH)
+    known = {c.name for c in schema.columns} | {LINE_COLUMN}
+    attributes = [
+        name
+        for name in check.column_names()
+        if name not in known and not name.startswith("__unmapped__")
+    ]
+    fragments = []
+    for name in attributes:
+        values = check.text(name)
+        check.max_length(name, values, ATTRIBUTE_MAX_LENGTH)
+        fragments.append(_json_member(name, values))
+    if fragments:
+        body = pc.binary_join_element_wise(*fragments, ",", null_handling="skip")
+    else:
+        body = pa.array([""] * check.n, pa.string())
+    attributes_json = pc.binary_join_element_wise(
+        "{", body, "}", "", null_handling="replace", null_replacement=""
+    )
+    return pa.table(
+        {
+            "line": check.table.column(LINE_COLUMN),
+            "customer_ext": customer,
+            "attributes": attributes_json,
+            "fingerprint": fingerprint([customer]),
+        }
+    )
+
+
+def _json_member(name: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """'"name": value' per row (null where the value is empty); numbers and booleans typed."""
+    import json
+
+    key = json.dumps(name, ensure_ascii=False) + ":"
+    lowered = pc.utf8_lower(values)
+    is_number = pc.fill_null(pc.match_substring_regex(values, _CANONICAL_NUMBER), False)
+    is_bool = pc.fill_null(pc.is_in(lowered, value_set=pa.array(["true", "false"])), False)
+    escaped = pc.replace_substring(values, "\\", "\\\\")
+    escaped = pc.replace_substring(escaped, '"', '\\"')
+    escaped = pc.replace_substring(escaped, "\n", "\\n")
+    escaped = pc.replace_substring(escaped, "\r", "\\r")
+    escaped = pc.replace_substring(escaped, "\t", "\\t")
+    escaped = pc.replace_substring_regex(escaped, r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "")
+    quoted = pc.binary_join_element_wise('"', escaped, '"', "")
+    rendered = pc.if_else(is_number, values, pc.if_else(is_bool, lowered, quoted))
+    member = pc.binary_join_element_wise(key, rendered, "")
+    return pc.if_else(pc.fill_null(pc.equal(values, ""), True), None, member)
+
+
+def _events(check: _Checker) -> pa.Table:
+    customer = check.required_text("customer_id", ID_MAX_LENGTH)
+    timestamp = check.timestamp("timestamp")
+    allowed = sorted(check.context.event_types)
+    event_type = check.one_of(
+        "event_type",
+        allowed,
+        lower=True,
+        describe=f"unknown event type; expected one of {', '.join(allowed)}",
+    )
+    item = check.optional_text("item_id", TEXT_MAX_LENGTH)
+    category = check.optional_text("category", TEXT_MAX_LENGTH)
+    price = pc.round(check.number("price", nullable=True), 2)
+    quantity = check.whole_number("quantity")
+    return pa.table(
+        {
+            "line": check.table.column(LINE_COLUMN),
+            "customer_ext": customer,
+            "ts": timestamp,
+            "event_type": event_type,
+            "item_id": item,
+            "category": category,
+            "price": price,
+            "quantity": quantity,
+            "fingerprint": fingerprint(
+                [customer, timestamp, event_type, item, category, price, quantity]
+            ),
+        }
+    )
+
+
+def _treatments(check: _Checker) -> pa.Table:
+    customer = check.required_text("customer_id", ID_MAX_LENGTH)
+    arms = sorted(check.context.arms)
+    raw_arm = check.text("arm")
+    arm = pc.if_else(pc.equal(pc.utf8_lower(raw_arm), CONTROL), CONTROL, pc.utf8_upper(raw_arm))
+    blank = check.missing(raw_arm)
+    known = pc.fill_null(pc.is_in(arm, value_set=pa.array(arms)), False).to_numpy(
+        zero_copy_only=False
+    )
+    check._report(blank, "arm", raw_arm, "a value is required (a coupon code or 'control')")
+    codes = ", ".join(a for a in arms if a != CONTROL) or "none yet"
+    check._report(
+        ~blank & ~known,
+        "arm",
+        raw_arm,
+        f"not one of this merchant's coupon types ({codes}) or 'control'",
+    )
+    assigned = check.timestamp("assigned_at")
+    propensity = check.number("propensity", nullable=False, minimum=None)
+    outside = pc.fill_null(pc.or_(pc.less_equal(propensity, 0), pc.greater(propensity, 1)), False)
+    check._report(
+        outside, "propensity", check.text("propensity"), "must be greater than 0 and at most 1"
+    )
+    converted = check.boolean("converted")
+    revenue = pc.round(pc.fill_null(check.number("revenue", nullable=True), 0.0), 2)
+    return pa.table(
+        {
+            "line": check.table.column(LINE_COLUMN),
+            "customer_ext": customer,
+            "arm": arm,
+            "assigned_at": assigned,
+            "propensity": propensity,
+            "converted": converted,
+            "revenue": revenue,
+            "fingerprint": fingerprint([customer, arm, assigned]),
+        }
+    )
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def fingerprint(columns: list) -> pa.Array:
+    """A stable 64-bit hash per row of the given columns (same rows, same hash, any version).
+
+    Strings are hashed once per distinct value (pandas' SipHash with its fixed key, which is
+    stable across versions); numbers are mixed with splitmix64; columns are combined in order.
+    """
+    combined = np.zeros(len(columns[0]), dtype=np.uint64)
+    for position, column in enumerate(columns):
+        column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        salt = np.uint64((0x9E3779B97F4A7C15 * (position + 1)) & 0xFFFFFFFFFFFFFFFF)
+        with np.errstate(over="ignore"):
+            combined = _mix(combined ^ (_hash_column(column) + salt))
+    return pa.array(combined.view(np.int64))
+
+
+def _hash_column(column: pa.Array) -> np.ndarray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        encoded = pc.dictionary_encode(pc.fill_null(column, "\x00null"))
+        uniques = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+        hashed = pd.util.hash_array(uniques, categorize=False)
+        return hashed[encoded.indices.to_numpy(zero_copy_only=False)]
+    if pa.types.is_timestamp(column.type):
+        values = pc.cast(column, pa.int64())
+    elif pa.types.is_floating(column.type):
+        values = pc.cast(pc.round(pc.multiply(column, 100.0), 0), pa.int64())  # money in cents
+    else:
+        values = pc.cast(column, pa.int64())
+    raw = pc.fill_null(values, -(2**62)).to_numpy(zero_copy_only=False).astype(np.int64)
+    return _mix(raw.view(np.uint64))
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    # splitmix64 finalizer; numpy's uint64 arithmetic wraps, as the algorithm expects.
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))

@@ -1,0 +1,10 @@
+"""Import treatments from a CSV file: all or nothing, with row-level errors."""
+
+from __future__ import annotations
+
+from campaigns.management.importing import ImportCommand
+
+
+class Command(ImportCommand):
+    help = "Import treatments from a CSV file into a merchant (all or nothing; safe to repeat)."
+    kind = "treatments"
