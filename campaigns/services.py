@@ -16,7 +16,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 
 from .choices import AuditVerb, Role
-from .models import AuditEvent, Membership, Merchant
+from .models import AuditEvent, CouponType, Membership, Merchant
 
 User = get_user_model()
 
@@ -174,3 +174,40 @@ def member_remove(*, membership: Membership, actor) -> None:
         data={"role": membership.role},
     )
     membership.delete()
+
+
+@transaction.atomic
+def coupon_type_create(*, merchant: Merchant, actor, **fields: Any) -> CouponType:
+    coupon = CouponType(merchant=merchant, **fields)
+    coupon.code = coupon.code.strip().upper()
+    coupon.full_clean()
+    coupon.save()
+    audit_record(
+        merchant=merchant,
+        actor=actor,
+        verb=AuditVerb.COUPON_TYPE_CREATED,
+        target=coupon.code,
+        data={"kind": coupon.kind, "value": str(coupon.value)},
+    )
+    return coupon
+
+
+@transaction.atomic
+def coupon_type_update(*, coupon: CouponType, actor, **fields: Any) -> CouponType:
+    """Change a coupon type; its code stays (treatment logs and assignments refer to it)."""
+    fields.pop("code", None)
+    before = {key: str(getattr(coupon, key)) for key in fields}
+    for key, value in fields.items():
+        setattr(coupon, key, value)
+    coupon.full_clean()
+    coupon.save()
+    changed = {k: [before[k], str(v)] for k, v in fields.items() if before[k] != str(v)}
+    if changed:
+        audit_record(
+            merchant=coupon.merchant,
+            actor=actor,
+            verb=AuditVerb.COUPON_TYPE_CHANGED,
+            target=coupon.code,
+            data=changed,
+        )
+    return coupon

@@ -21,6 +21,7 @@ from . import selectors, services
 from .choices import Role
 from .forms import InviteForm, MemberRoleForm, MerchantSettingsForm
 from .models import Membership
+from .summary import merchant_data_summary, merchant_next_steps
 from .tenancy import MerchantViewMixin, tenant_exempt
 
 SESSION_MERCHANT = "current_merchant"
@@ -51,6 +52,8 @@ class MerchantHomeView(MerchantViewMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         context["recent_jobs"] = merchant_recent_jobs(merchant=self.merchant, limit=5)
         context["member_count"] = selectors.merchant_members(merchant=self.merchant).count()
+        context["data_summary"] = data_summary = merchant_data_summary(merchant=self.merchant)
+        context["next_steps"] = merchant_next_steps(merchant=self.merchant, summary=data_summary)
         return context
 
 

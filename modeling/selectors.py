@@ -10,7 +10,7 @@ from .models import Job
 
 
 def merchant_jobs(*, merchant: Merchant) -> QuerySet[Job]:
-    return Job.objects.filter(merchant=merchant).select_related("created_by")
+    return Job.objects.filter(merchant=merchant).select_related("merchant", "created_by")
 
 
 def merchant_recent_jobs(*, merchant: Merchant, limit: int = 5) -> list[Job]:

@@ -49,6 +49,7 @@ urlpatterns = [
     path("healthz/", campaign_views.HealthView.as_view(), name="health"),
     path("accounts/", include(_auth)),
     path("m/<slug:merchant>/", include("campaigns.urls")),
+    path("m/<slug:merchant>/data/", include("campaigns.data_urls")),
     path("m/<slug:merchant>/", include("modeling.urls")),
     path("api/v1/", include("promo_portal.api_urls")),
     path(settings.ADMIN_URL, admin.site.urls),

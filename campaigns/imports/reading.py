@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .schema import auto_mapping
+from .schema import LEAVE_OUT, auto_mapping
 
 ENCODINGS = ("utf-8-sig", "utf-8", "gb18030")
 SNIFF_BYTES = 1 << 20
 BLOCK_BYTES = 8 << 20  # pyarrow's read block: rows up to this long; 8 MiB keeps memory flat
 LINE_COLUMN = "__line__"
+UNMAPPED_PREFIX = "__unmapped__"  # a column the schema does not know, and no mapping names
+LEFT_OUT_PREFIX = "__left_out__"  # a column the mapping leaves out on purpose
 
 
 class InputError(Exception):
@@ -140,7 +142,7 @@ def open_csv(path: Path, *, encoding: str | None, kind: str, mapping: dict[str, 
         with open(path, "rb") as raw:
             reader = _arrow_reader(raw, encoding, header, handle_invalid)
             next_line = 2  # the first data row is line 2
-            for batch in reader:
+            for batch in _batches(reader, encoding):
                 table = pa.Table.from_batches([batch])
                 lines = _line_numbers(next_line, table.num_rows, skipped)
                 next_line = int(lines[-1]) + 1 if len(lines) else next_line
@@ -149,6 +151,19 @@ def open_csv(path: Path, *, encoding: str | None, kind: str, mapping: dict[str, 
     return Source(
         header=header, targets=targets, size_bytes=size, chunks=chunks(), problems=problems
     )
+
+
+def _batches(reader, encoding: str):
+    try:
+        yield from reader
+    except pa.ArrowInvalid as error:
+        hint = ""
+        if "utf8" in str(error).lower() or "decode" in str(error).lower():
+            hint = (
+                f" The file was read as {encoding} (judged from its beginning), but a later part "
+                "is not; save the whole file in one encoding (UTF-8 is best)."
+            )
+        raise InputError(f"The file could not be read: {error}.{hint}") from None
 
 
 def _line_numbers(first: int, count: int, skipped: list[int]) -> np.ndarray:
@@ -167,6 +182,9 @@ def _arrow_reader(raw: BinaryIO, encoding: str, header: list[str], on_invalid):
             read_options=pacsv.ReadOptions(
                 encoding="utf8" if encoding in ("utf-8", "utf-8-sig") else encoding,
                 block_size=BLOCK_BYTES,
+                # The header as read_header cleaned it (trimmed names), not as pyarrow would.
+                column_names=header,
+                skip_rows=1,
                 use_threads=False,  # pyarrow knows a skipped row's line number only then
             ),
             parse_options=pacsv.ParseOptions(
@@ -225,11 +243,17 @@ def _targets(header: list[str], mapping: dict[str, str], kind: str) -> dict[str,
     return {source: mapping.get(source, automatic[source]) for source in header}
 
 
+def column_label(source: str, target: str) -> str:
+    """A chunk's name for a source column: its target, or a marked name when it has none."""
+    if target == LEAVE_OUT:
+        return f"{LEFT_OUT_PREFIX}{source}"
+    return target or f"{UNMAPPED_PREFIX}{source}"
+
+
 def _rename(table: pa.Table, targets: dict[str, str], lines: pa.Array) -> pa.Table:
     columns, names = [], []
     for source, column in zip(table.column_names, table.columns, strict=True):
-        target = targets.get(source, "")
-        names.append(target if target else f"__unmapped__{source}")
+        names.append(column_label(source, targets.get(source, "")))
         columns.append(column)
     columns.append(lines)
     names.append(LINE_COLUMN)

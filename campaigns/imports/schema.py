@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass, field
 
 ID_MAX_LENGTH = 128
+# A column mapped to LEAVE_OUT is skipped on purpose; one mapped to "" is unknown (an error,
+# except in customer files, where unknown columns are attributes).
+LEAVE_OUT = "-"
 TEXT_MAX_LENGTH = 128
 ATTRIBUTE_MAX_LENGTH = 1000
 
@@ -74,15 +77,29 @@ SCHEMAS: dict[str, Schema] = {
                 "event_type", "event_type", synonyms=("event", "type", "action", "行为", "事件类型")
             ),
             Column(
-                "item_id", "text", nullable=True, synonyms=("item", "sku", "product_id", "商品id")
+                "item_id",
+                "text",
+                required=False,
+                nullable=True,
+                synonyms=("item", "sku", "product_id", "商品id"),
             ),
             Column(
-                "category", "text", nullable=True, synonyms=("cat", "category_name", "类目", "品类")
+                "category",
+                "text",
+                required=False,
+                nullable=True,
+                synonyms=("cat", "category_name", "类目", "品类"),
             ),
             Column(
-                "price", "money", nullable=True, synonyms=("unit_price", "amount", "价格", "单价")
+                "price",
+                "money",
+                required=False,
+                nullable=True,
+                synonyms=("unit_price", "amount", "价格", "单价"),
             ),
-            Column("quantity", "int", nullable=True, synonyms=("qty", "count", "数量")),
+            Column(
+                "quantity", "int", required=False, nullable=True, synonyms=("qty", "count", "数量")
+            ),
         ),
         key_columns=(
             "customer_id",
@@ -106,7 +123,13 @@ SCHEMAS: dict[str, Schema] = {
             ),
             Column("propensity", "probability", synonyms=("probability", "p", "概率")),
             Column("converted", "bool", synonyms=("conversion", "purchased", "是否转化")),
-            Column("revenue", "money", nullable=True, synonyms=("order_value", "gmv", "收入")),
+            Column(
+                "revenue",
+                "money",
+                required=False,
+                nullable=True,
+                synonyms=("order_value", "gmv", "收入"),
+            ),
         ),
         key_columns=("customer_id", "arm", "assigned_at"),
     ),

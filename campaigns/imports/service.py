@@ -20,6 +20,7 @@ import pandas as pd
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.choices import (
@@ -34,6 +35,7 @@ from campaigns.choices import (
 from campaigns.imports.reading import (
     InputError,
     Source,
+    column_label,
     detect_encoding,
     open_csv,
     preview,
@@ -45,6 +47,9 @@ from campaigns.imports.storage import Stage
 from campaigns.imports.validation import Context, Problems, check_columns, validate_chunk
 from campaigns.models import CouponType, DataImport, Merchant
 from campaigns.services import audit_record
+from campaigns.summary import data_summary_refresh
+from modeling.choices import JobKind, JobStatus
+from modeling.services import JobCancelled
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, str], None]
@@ -182,6 +187,11 @@ def import_run(
     except InputError as error:
         problems.add_one(0, "", "", str(error))
         return _finish(data_import, ImportStatus.REJECTED, problems, message=str(error))
+    except JobCancelled:
+        _finish(
+            data_import, ImportStatus.FAILED, problems, message="Cancelled; nothing was imported."
+        )
+        raise
     except Exception as error:
         logger.exception("Import %s failed", data_import.pk)
         _finish(data_import, ImportStatus.FAILED, problems, message=f"The import failed: {error}")
@@ -199,7 +209,9 @@ def import_run(
     if counts.customers_created:
         message += f", {counts.customers_created:,} new customers created"
     progress(100, message)
-    return _finish(data_import, ImportStatus.SUCCEEDED, problems, message=message + ".")
+    data_import = _finish(data_import, ImportStatus.SUCCEEDED, problems, message=message + ".")
+    data_summary_refresh(merchant=merchant)
+    return data_import
 
 
 def _open(data_import: DataImport, records: list[dict[str, Any]] | None) -> Source:
@@ -223,7 +235,7 @@ def _stage_and_merge(
     context = import_context(merchant=merchant)
     stage = Stage(kind)
     stage.create()
-    check_columns(kind, [source.targets[h] or f"__unmapped__{h}" for h in source.header], problems)
+    check_columns(kind, [column_label(h, source.targets[h]) for h in source.header], problems)
     if problems.count:  # the header is wrong: the rows cannot be read meaningfully
         raise ImportRejected
     keys: list[np.ndarray] = []
@@ -320,13 +332,15 @@ def import_configure(
 def import_start(*, data_import: DataImport, actor) -> DataImport:
     """Run a stored import as a job on the `default` queue (eagerly in the embedded demo)."""
     from campaigns.tasks import run_import
-    from modeling.choices import JobKind
     from modeling.services import job_enqueue
 
     with transaction.atomic():
-        updated = DataImport.objects.filter(
-            pk=data_import.pk, status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED]
-        ).update(status=ImportStatus.QUEUED)
+        startable = Q(status__in=[ImportStatus.UPLOADED, ImportStatus.FAILED]) | Q(
+            status=ImportStatus.QUEUED, job__status__in=JobStatus.finished()
+        )  # queued, but its job was cancelled before it ran
+        updated = DataImport.objects.filter(startable, pk=data_import.pk).update(
+            status=ImportStatus.QUEUED
+        )
         if not updated:  # already started (a double click) or finished: nothing to do
             data_import.refresh_from_db()
             return data_import

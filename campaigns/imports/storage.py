@@ -49,6 +49,9 @@ _STAGE_COLUMNS = {
 }
 
 
+_LOCK_NAMESPACE = 0x1D0  # pg_advisory_xact_lock(namespace, merchant): event imports
+
+
 @dataclass
 class MergeCounts:
     inserted: int = 0
@@ -102,9 +105,10 @@ class Stage:
         self.rows += table.num_rows
 
     def analyze(self) -> None:
-        if self.postgres:  # a temporary table has no statistics until analysed
-            with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {self.name}")
+        # A new table has no statistics: without them both databases may loop over the
+        # merchant's customers on the outside of the join (quadratic; seen on SQLite).
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {self.name}")
 
     def drop(self) -> None:
         with connection.cursor() as cursor:
@@ -178,17 +182,25 @@ class Stage:
             return cursor.fetchone()[0]
 
     def _merge_events(self, merchant_id: int, source: str) -> MergeCounts:
+        self._lock(merchant_id)
         with connection.cursor() as cursor:
+            if self.postgres:  # room to sort the rows into key order in memory
+                cursor.execute("SET LOCAL work_mem = '256MB'")
+            # An anti-join rather than ON CONFLICT: as idempotent (the lock above keeps two
+            # imports of one merchant apart) and measured 1.5x faster in bench/ingest.py.
             cursor.execute(
-                f"""INSERT INTO campaigns_event (merchant_id, customer_id, timestamp, event_type,
-                    item_id, category, price, quantity, fingerprint)
-                SELECT %s, c.id, s.ts, s.event_type, s.item_id, s.category, s.price, s.quantity,
-                    s.fingerprint
+                f"""INSERT INTO campaigns_event (merchant_id, customer_id, timestamp, fingerprint,
+                    event_type, item_id, category, price, quantity)
+                SELECT %s, c.id, s.ts, s.fingerprint, s.event_type, s.item_id, s.category,
+                    s.price, s.quantity
                 FROM {self.name} s JOIN campaigns_customer c
                     ON c.merchant_id = %s AND c.external_id = s.customer_ext
-                WHERE true
-                ON CONFLICT (merchant_id, fingerprint) DO NOTHING""",
-                [merchant_id, merchant_id],
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM campaigns_event e
+                    WHERE e.merchant_id = %s AND e.customer_id = c.id AND e.timestamp = s.ts
+                        AND e.fingerprint = s.fingerprint)
+                ORDER BY c.id, s.ts""",
+                [merchant_id, merchant_id, merchant_id],
             )
             inserted = cursor.rowcount
             least, greatest = ("LEAST", "GREATEST") if self.postgres else ("min", "max")
@@ -220,6 +232,14 @@ class Stage:
             )
             inserted = cursor.rowcount
         return MergeCounts(inserted=inserted, unchanged=self.rows - inserted)
+
+    def _lock(self, merchant_id: int) -> None:
+        """Serialize imports of one kind into one merchant until the transaction ends."""
+        if self.postgres:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, merchant_id]
+                )
 
     def _now(self):
         return connection.ops.adapt_datetimefield_value(timezone.now())

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .reading import LINE_COLUMN
+from .reading import LINE_COLUMN, UNMAPPED_PREFIX
 from .schema import ATTRIBUTE_MAX_LENGTH, ID_MAX_LENGTH, SCHEMAS, TEXT_MAX_LENGTH, Schema
 
 CONTROL = "control"
@@ -94,14 +94,14 @@ def check_columns(kind: str, targets: list[str], problems: Problems) -> None:
             problems.add_one(1, column.name, "", f"the required column '{column.name}' is missing")
     if not schema.extra_columns_are_attributes:
         for name in targets:
-            if name.startswith("__unmapped__"):
-                source = name.removeprefix("__unmapped__")
+            if name.startswith(UNMAPPED_PREFIX):
+                source = name.removeprefix(UNMAPPED_PREFIX)
                 problems.add_one(
                     1,
                     source,
                     source,
                     f"unexpected column '{source}'; expected {', '.join(schema.names)} "
-                    "(map it to one of them or leave it out)",
+                    "(map it to one of them, or leave it out on the upload page)",
                 )
 
 
@@ -252,9 +252,7 @@ def _customers(schema: Schema, check: _Checker) -> pa.Table:
     customer = check.required_text("customer_id", ID_MAX_LENGTH)
     known = {c.name for c in schema.columns} | {LINE_COLUMN}
     attributes = [
-        name
-        for name in check.column_names()
-        if name not in known and not name.startswith("__unmapped__")
+        name for name in check.column_names() if name not in known and not name.startswith("__")
     ]
     fragments = []
     for name in attributes:

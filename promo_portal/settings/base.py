@@ -190,6 +190,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "/" + STATIC_URL + "vendor/swagger-ui",
     "SWAGGER_UI_FAVICON_HREF": "/" + STATIC_URL + "vendor/swagger-ui/favicon-32x32.png",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "modeling.choices.JobKind",
+        "ImportKindEnum": "campaigns.choices.ImportKind",
+        "JobStatusEnum": "modeling.choices.JobStatus",
+        "ImportStatusEnum": "campaigns.choices.ImportStatus",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

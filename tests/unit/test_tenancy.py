@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from campaigns.checks import Route, iter_routes
 from campaigns.choices import Role
-from campaigns.models import Membership
+from campaigns.models import DataImport, Membership
 from campaigns.tenancy import MERCHANT_KWARG, classify_view, guard_problem
 from tests.factories import JobFactory
 
@@ -24,6 +24,11 @@ pytestmark = pytest.mark.django_db
 OBJECTS: dict[str, Callable] = {
     "job_id": lambda merchant, owner: JobFactory(merchant=merchant).pk,
     "member_id": lambda merchant, owner: Membership.objects.get(merchant=merchant, user=owner).pk,
+    "import_id": lambda merchant, owner: (
+        DataImport.objects.create(
+            merchant=merchant, kind="events", source="upload", filename="events.csv"
+        ).pk
+    ),
 }
 UNSAFE = ("post", "put", "patch", "delete")
 OWNER_ONLY = {

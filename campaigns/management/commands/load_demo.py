@@ -7,9 +7,12 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from campaigns.choices import Role
-from campaigns.models import Membership, Merchant
+from campaigns.models import Customer, Membership, Merchant
+from campaigns.simulated import merchant_load_simulation
 
 DEMO_SLUG = "demo"
+DEMO_CUSTOMERS = 20_000
+DEMO_SEED = 2026
 # Printed at start-up; the demo runs locally on the embedded database only.
 DEMO_PASSWORD = "promo-demo"  # noqa: S105
 DEMO_USERS = [
@@ -28,9 +31,39 @@ class Command(BaseCommand):
             "--password", default=DEMO_PASSWORD, help="Password for every demo user."
         )
         parser.add_argument("--host", default="127.0.0.1:8000", help="Where the portal is served.")
+        parser.add_argument(
+            "--customers",
+            type=int,
+            default=DEMO_CUSTOMERS,
+            help="Simulated customers to load when the demo merchant has no data yet (0: none).",
+        )
+
+    def handle(self, *args, password: str, host: str, customers: int, **options):
+        merchant = self._merchant_and_users(password)
+        if customers and not Customer.objects.filter(merchant=merchant).exists():
+            self.stdout.write(
+                f"Loading {customers:,} simulated customers through the import path ..."
+            )
+            merchant_load_simulation(
+                merchant=merchant, customers=customers, seed=DEMO_SEED, report=self.stdout.write
+            )
+        self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    f"  Open http://{host}/ and sign in as:",
+                    f"    demo-owner   / {password}   (owner: members, settings, everything)",
+                    f"    demo-manager / {password}   (manager: campaigns, models, apply)",
+                    f"    demo-viewer  / {password}   (viewer: read only)",
+                    f"    admin        / {password}   (Django admin at http://{host}/admin/)",
+                    "",
+                ]
+            )
+        )
 
     @transaction.atomic
-    def handle(self, *args, password: str, host: str, **options):
+    def _merchant_and_users(self, password: str) -> Merchant:
         User = get_user_model()
         merchant, _ = Merchant.objects.update_or_create(
             slug=DEMO_SLUG,
@@ -46,17 +79,4 @@ class Command(BaseCommand):
                 Membership.objects.update_or_create(
                     user=user, merchant=merchant, defaults={"role": role}
                 )
-        self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    f"  Open http://{host}/ and sign in as:",
-                    f"    demo-owner   / {password}   (owner: members, settings, everything)",
-                    f"    demo-manager / {password}   (manager: campaigns, models, apply)",
-                    f"    demo-viewer  / {password}   (viewer: read only)",
-                    f"    admin        / {password}   (Django admin at http://{host}/admin/)",
-                    "",
-                ]
-            )
-        )
+        return merchant

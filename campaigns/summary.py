@@ -1,0 +1,203 @@
+"""A merchant's data health, computed once per import and read by pages as one stored row.
+
+``data_summary_refresh`` aggregates in the database (a handful of GROUP BY queries, no Python
+loop over rows) and stores the result in :class:`MerchantDataSummary`. Pages call the selectors
+below, which read that row: their cost does not grow with the merchant's data.
+
+Layout of ``MerchantDataSummary.data`` (JSON; times in ISO 8601, UTC):
+
+``customers``, ``events``, ``treatments``
+    counts;
+``first_event_at``, ``last_event_at``
+    the time of the first and last event, or null;
+``events_by_type``
+    ``[{"event_type": "view", "count": 12}, ...]`` in the order of :class:`EventType`;
+``events_by_day``
+    ``{"days": ["2026-01-05", ...], "counts": {"view": [3, ...], ...}}``: the days (in the
+    merchant's time zone) that have events, and per event type one count per day;
+``arms``
+    ``[{"arm": "control", "assigned": 10, "conversions": 2, "conversion_rate": 0.2,
+    "revenue": 51.0, "mean_revenue": 5.1}, ...]``, control first, then coupon codes;
+``last_import_at``
+    when the last successful import finished, or null.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django.db.models import Avg, Case, Count, F, Max, Min, Q, Sum, When
+from django.db.models.functions import TruncDate
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .choices import CONTROL_ARM, EventType, ImportKind, ImportStatus
+from .models import Customer, DataImport, Event, Merchant, MerchantDataSummary, TreatmentLog
+
+SUMMARY_VERSION = 1
+
+
+def data_summary_refresh(*, merchant: Merchant) -> MerchantDataSummary:
+    """Recompute the merchant's data summary from the database and store it."""
+    data = {
+        "version": SUMMARY_VERSION,
+        "customers": Customer.objects.filter(merchant=merchant).count(),
+        **_event_figures(merchant),
+        **_treatment_figures(merchant),
+        "last_import_at": _iso(_last_import_at(merchant)),
+    }
+    summary, _created = MerchantDataSummary.objects.update_or_create(
+        merchant=merchant, defaults={"data": data, "refreshed_at": timezone.now()}
+    )
+    return summary
+
+
+def _event_figures(merchant: Merchant) -> dict:
+    events = Event.objects.filter(merchant=merchant)
+    totals = events.aggregate(count=Count("*"), first=Min("timestamp"), last=Max("timestamp"))
+    # One GROUP BY (day, type): the per-type totals follow from it, and it stays small
+    # (days x types) however many events there are.
+    per_day = (
+        events.annotate(day=TruncDate("timestamp", tzinfo=ZoneInfo(merchant.timezone)))
+        .values("day", "event_type")
+        .annotate(count=Count("*"))
+        .order_by()
+    )
+    by_day: dict[str, dict[str, int]] = defaultdict(dict)
+    by_type: dict[str, int] = defaultdict(int)
+    for group in per_day:
+        day = group["day"].isoformat() if group["day"] else ""
+        by_day[day][group["event_type"]] = group["count"]
+        by_type[group["event_type"]] += group["count"]
+    days = sorted(by_day)
+    types = [value for value in EventType.values if value in by_type]
+    types += sorted(set(by_type) - set(types))  # a type no longer offered keeps its counts
+    return {
+        "events": totals["count"] or 0,
+        "first_event_at": _iso(totals["first"]),
+        "last_event_at": _iso(totals["last"]),
+        "events_by_type": [{"event_type": t, "count": by_type[t]} for t in types],
+        "events_by_day": {
+            "days": days,
+            "counts": {t: [by_day[day].get(t, 0) for day in days] for t in types},
+        },
+    }
+
+
+def _treatment_figures(merchant: Merchant) -> dict:
+    groups = (
+        TreatmentLog.objects.filter(merchant=merchant)
+        .values(code=F("coupon_type__code"))
+        .annotate(
+            assigned=Count("*"),
+            conversions=Sum(Case(When(converted=True, then=1), default=0)),
+            total_revenue=Sum("revenue"),
+            mean_revenue=Avg("revenue"),
+        )
+        .order_by()
+    )
+    arms = []
+    for group in groups:
+        assigned = group["assigned"]
+        arms.append(
+            {
+                "arm": group["code"] or CONTROL_ARM,
+                "assigned": assigned,
+                "conversions": group["conversions"],
+                "conversion_rate": group["conversions"] / assigned if assigned else None,
+                "revenue": float(group["total_revenue"] or 0),
+                "mean_revenue": float(group["mean_revenue"] or 0),
+            }
+        )
+    arms.sort(key=lambda arm: (arm["arm"] != CONTROL_ARM, arm["arm"]))
+    return {"treatments": sum(arm["assigned"] for arm in arms), "arms": arms}
+
+
+def _last_import_at(merchant: Merchant) -> datetime | None:
+    figures = DataImport.objects.filter(merchant=merchant).aggregate(
+        finished=Max("finished_at", filter=Q(status=ImportStatus.SUCCEEDED)),
+        running=Count("id", filter=Q(status=ImportStatus.RUNNING)),
+    )
+    # import_run refreshes the summary just before it marks its own import finished: a running
+    # import is the one finishing now.
+    if figures["running"]:
+        return timezone.now()
+    return figures["finished"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(ZoneInfo("UTC")).isoformat() if value is not None else None
+
+
+# --- selectors ----------------------------------------------------------------------------------
+
+
+def merchant_data_summary(*, merchant: Merchant) -> MerchantDataSummary:
+    """The stored summary, or an empty, unsaved one when none was computed yet."""
+    summary = MerchantDataSummary.objects.filter(merchant=merchant).first()
+    if summary is None:
+        summary = MerchantDataSummary(merchant=merchant, data={})
+    return summary
+
+
+def merchant_recent_imports(*, merchant: Merchant, limit: int = 10) -> list[DataImport]:
+    """The latest imports, without their (possibly long) problem lists."""
+    return list(
+        DataImport.objects.filter(merchant=merchant)
+        .defer("errors", "column_mapping")
+        .select_related("created_by")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A hint on the merchant home: what to do next, and where."""
+
+    title: str
+    text: str
+    url: str
+    action: str
+
+
+def merchant_next_steps(*, merchant: Merchant, summary: MerchantDataSummary) -> list[NextStep]:
+    """What the merchant should do next, judged from the stored summary (no further queries)."""
+    upload = reverse("data:upload", kwargs={"merchant": merchant.slug})
+    steps = []
+    if summary.customers == 0:
+        steps.append(
+            NextStep(
+                title=_("Import your customers"),
+                text=_("Start with a CSV file of your customers: their ids and any attributes."),
+                url=f"{upload}?kind={ImportKind.CUSTOMERS}",
+                action=_("Import customers"),
+            )
+        )
+    elif summary.events == 0:
+        steps.append(
+            NextStep(
+                title=_("Import behaviour events"),
+                text=_(
+                    "Views, searches, carts and purchases of your customers: the model learns "
+                    "from the order and timing of these events."
+                ),
+                url=f"{upload}?kind={ImportKind.EVENTS}",
+                action=_("Import events"),
+            )
+        )
+    if summary.treatments == 0:
+        steps.append(
+            NextStep(
+                title=_("Import past promotion results"),
+                text=_(
+                    "Who got which coupon (or none) and whether they bought: uplift is learnt "
+                    "from these outcomes."
+                ),
+                url=f"{upload}?kind={ImportKind.TREATMENTS}",
+                action=_("Import treatments"),
+            )
+        )
+    return steps
