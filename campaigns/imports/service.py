@@ -8,15 +8,21 @@ importing the same rows again adds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import shutil
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -43,7 +49,7 @@ from campaigns.imports.reading import (
     records_source,
 )
 from campaigns.imports.schema import auto_mapping
-from campaigns.imports.storage import Stage
+from campaigns.imports.storage import CustomerIndex, MergeCounts, Stage
 from campaigns.imports.validation import Context, Problems, check_columns, validate_chunk
 from campaigns.models import CouponType, DataImport, Merchant
 from campaigns.services import audit_record
@@ -169,7 +175,7 @@ def import_run(
     try:
         source = _open(data_import, records)
         with transaction.atomic():
-            counts, total = _stage_and_merge(data_import, source, problems, progress)
+            counts, total = _stage_and_merge(data_import, source, problems, progress, records)
             audit_record(
                 merchant=merchant,
                 actor=data_import.created_by,
@@ -227,9 +233,88 @@ def _open(data_import: DataImport, records: list[dict[str, Any]] | None) -> Sour
     )
 
 
+UNKNOWN_CUSTOMER = "unknown customer; import customers first, or choose to create unknown customers"
+
+
+@dataclass
+class _Prepared:
+    """One chunk, checked, resolved and serialized for staging (by the reading thread)."""
+
+    rows_read: int
+    payload: Any
+    keys: np.ndarray
+    lines: np.ndarray
+    share: float
+    seen: pa.Table | None  # events: first and last time per customer in this chunk
+
+
+def _prepared_chunks(
+    kind: str,
+    source: Source,
+    context: Context,
+    stage: Stage,
+    problems: Problems,
+    customers: CustomerIndex | None,
+) -> Iterator[_Prepared]:
+    """Read, check, resolve and serialize chunks in a thread of their own, one chunk ahead.
+
+    Parsing and checking (pyarrow and pandas release the GIL) then overlap with the database
+    copying the previous chunk into the staging table. ``problems`` belongs to that thread
+    until the iteration ends.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    done = object()
+
+    def prepare(chunk) -> _Prepared:
+        typed = validate_chunk(kind, chunk.table, context, problems)
+        if customers is not None:
+            ids = customers.resolve(typed.column("customer_ext"))
+            unknown = pc.is_null(ids).to_numpy(zero_copy_only=False)
+            lines = typed.column("line").to_numpy()
+            ext = typed.column("customer_ext").to_numpy(zero_copy_only=False)
+            problems.add(unknown, lines, "customer_id", ext, UNKNOWN_CUSTOMER)
+            typed = typed.append_column("customer_id", ids)
+            if unknown.any():
+                typed = typed.filter(pa.array(~unknown))
+        return _Prepared(
+            rows_read=chunk.table.num_rows,
+            payload=stage.serialize(typed),
+            keys=typed.column("fingerprint").to_numpy(),
+            lines=typed.column("line").to_numpy(),
+            share=min(chunk.bytes_read / max(source.size_bytes, 1), 1.0),
+            seen=_seen_spans(typed) if kind == ImportKind.EVENTS else None,
+        )
+
+    def produce() -> None:
+        try:
+            for chunk in source.chunks:
+                handoff.put(prepare(chunk))
+            handoff.put(done)
+        except BaseException as error:  # handed to the caller, raised there
+            handoff.put(error)
+
+    reader = threading.Thread(target=produce, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := handoff.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        while reader.is_alive():  # let a stopped reader finish its current put
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        reader.join()
+
+
 def _stage_and_merge(
-    data_import: DataImport, source: Source, problems: Problems, progress: Progress
+    data_import: DataImport,
+    source: Source,
+    problems: Problems,
+    progress: Progress,
+    records: list[dict[str, Any]] | None,
 ):
+    """Stage every row, then merge them in one statement, all in the caller's transaction."""
     kind = data_import.kind
     merchant = data_import.merchant
     context = import_context(merchant=merchant)
@@ -238,50 +323,82 @@ def _stage_and_merge(
     check_columns(kind, [column_label(h, source.targets[h]) for h in source.header], problems)
     if problems.count:  # the header is wrong: the rows cannot be read meaningfully
         raise ImportRejected
+    counts = MergeCounts()
+    customers = None
+    if kind != ImportKind.CUSTOMERS:
+        customers = CustomerIndex(merchant.pk)
+        if data_import.create_missing_customers:
+            missing = customers.missing(_customer_ids(data_import, records))
+            counts.customers_created = customers.create(missing)
+    row_problems = Problems(keep=problems.keep)
+    spans: list[pa.Table] = []
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
     total = 0
-    for chunk in source.chunks:
-        total += chunk.table.num_rows
-        typed = validate_chunk(kind, chunk.table, context, problems)
-        stage.append(typed)
-        keys.append(typed.column("fingerprint").to_numpy())
-        lines.append(typed.column("line").to_numpy())
-        share = chunk.bytes_read / max(source.size_bytes, 1)
-        progress(int(80 * min(share, 1.0)), f"Checked {total:,} rows")
+    for prepared in _prepared_chunks(kind, source, context, stage, row_problems, customers):
+        total += prepared.rows_read
+        keys.append(prepared.keys)
+        lines.append(prepared.lines)
+        if prepared.seen is not None:
+            spans.append(prepared.seen)
+        stage.append(prepared.payload)
+        progress(int(80 * prepared.share), f"Checked {total:,} rows")
+    problems.extend(row_problems)
     for problem in source.problems:
         problems.add_one(problem.line, problem.column, problem.value, problem.reason)
     total += len(source.problems)
     if total == 0:
         raise InputError("The file has a header but no rows.")
     _report_duplicates(kind, keys, lines, problems)
-    stage.analyze()
-    customers_created = 0
-    if kind != ImportKind.CUSTOMERS:
-        if data_import.create_missing_customers:
-            if not problems.count:
-                customers_created = stage.create_missing_customers(merchant.pk)
-        else:
-            count, rows = stage.unknown_customers(merchant.pk, limit=problems.keep)
-            for line, customer in rows:
-                problems.add_one(
-                    line,
-                    "customer_id",
-                    customer,
-                    "unknown customer; import customers first, or choose to create unknown "
-                    "customers",
-                )
-            problems.count += count - len(rows)
     if problems.count:
         raise ImportRejected
     progress(85, f"Merging {total:,} rows")
-    source_label = (
+    stage.analyze()
+    label = (
         TreatmentSource.API if data_import.source == ImportSource.API else TreatmentSource.IMPORT
     )
-    counts = stage.merge(merchant.pk, source=source_label)
-    counts.customers_created = customers_created
+    counts.add(stage.merge(merchant.pk, source=label))
+    if spans:
+        _update_customers_seen(spans, merchant)
     stage.drop()
     return counts, total
+
+
+def _customer_ids(data_import: DataImport, records: list[dict[str, Any]] | None) -> pa.Array:
+    """Every customer id the input names (a quick first pass, for creating unknown ones)."""
+    ids = [
+        pc.unique(pc.utf8_trim_whitespace(chunk.table.column("customer_id")).combine_chunks())
+        for chunk in _open(data_import, records).chunks
+        if "customer_id" in chunk.table.column_names
+    ]
+    if not ids:
+        return pa.array([], pa.string())
+    distinct = pc.unique(pa.chunked_array(ids).combine_chunks())
+    return distinct.filter(pc.fill_null(pc.not_equal(distinct, ""), False))
+
+
+def _seen_spans(typed: pa.Table) -> pa.Table:
+    """The first and last event time per customer of one chunk."""
+    spans = typed.group_by("customer_ext").aggregate([("ts", "min"), ("ts", "max")])
+    return spans.select(["customer_ext", "ts_min", "ts_max"]).rename_columns(
+        ["customer_ext", "first_ts", "last_ts"]
+    )
+
+
+def _update_customers_seen(spans: list[pa.Table], merchant: Merchant) -> None:
+    """Widen the customers' first and last seen times once, from every chunk's spans."""
+    combined = (
+        pa.concat_tables(spans)
+        .group_by("customer_ext")
+        .aggregate([("first_ts", "min"), ("last_ts", "max")])
+        .select(["customer_ext", "first_ts_min", "last_ts_max"])
+        .rename_columns(["customer_ext", "first_ts", "last_ts"])
+    )
+    seen = Stage("seen")
+    seen.create()
+    seen.append(seen.serialize(combined))
+    seen.update_customers_seen(merchant.pk)
+    seen.drop()
 
 
 def _report_duplicates(

@@ -57,6 +57,15 @@ class Problems:
         self.values.append(np.asarray(values, dtype=object)[picked])
         self.reasons.append(np.full(picked.size, reason, dtype=object))
 
+    def extend(self, other: Problems) -> None:
+        """Take over another collection's problems."""
+        self.count += other.count
+        self.kept += other.kept
+        self.lines += other.lines
+        self.columns += other.columns
+        self.values += other.values
+        self.reasons += other.reasons
+
     def add_one(self, line: int | None, column: str, value: str, reason: str) -> None:
         self.add(np.array([True]), np.array([line or 0]), column, [value], reason)
 

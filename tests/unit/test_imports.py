@@ -16,7 +16,7 @@ from django.urls import reverse
 from campaigns.choices import ImportSource, ImportStatus
 from campaigns.imports import service, storage
 from campaigns.imports.reading import InputError
-from campaigns.models import CouponType, Customer, DataImport, Event, TreatmentLog
+from campaigns.models import CouponType, Customer, DataImport, Event, Merchant, TreatmentLog
 
 pytestmark = pytest.mark.django_db
 
@@ -402,3 +402,26 @@ def test_api_file_upload_runs_as_a_job(shop, mona, api_for, django_capture_on_co
 def test_viewers_cannot_import(shop, vera, api_for):
     url = reverse("api:customers-bulk", kwargs={"merchant": shop.slug})
     assert api_for(vera).post(url, [{"customer_id": "V"}], format="json").status_code == 403
+
+
+def test_simulate_merchant_loads_through_the_import_path(db, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    call_command("simulate_merchant", "--customers", "300", "--seed", "3", "--slug", "sim-small")
+    merchant = Merchant.objects.get(slug="sim-small")
+    assert Customer.objects.filter(merchant=merchant).count() == 300
+    assert Event.objects.filter(merchant=merchant).count() > 300
+    assert TreatmentLog.objects.filter(merchant=merchant).count() == 300
+    assert set(CouponType.objects.filter(merchant=merchant).values_list("code", flat=True)) == {
+        "PCT10",
+        "AMT20",
+        "SPEND199_30",
+        "FREESHIP",
+        "MEMBER",
+    }
+    assert (tmp_path / "simulations" / "sim-small" / "ground_truth.npz").exists()
+    imports = DataImport.objects.filter(merchant=merchant)
+    assert {i.status for i in imports} == {ImportStatus.SUCCEEDED}
+    # running it again adds nothing
+    call_command("simulate_merchant", "--customers", "300", "--seed", "3", "--slug", "sim-small")
+    assert Customer.objects.filter(merchant=merchant).count() == 300
+    assert TreatmentLog.objects.filter(merchant=merchant).count() == 300
