@@ -98,7 +98,7 @@ def _start_worker(db_name: str, db: dict) -> subprocess.Popen:
         "DATABASE_URL": url,
         "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test",
     }
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+    process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "promo_portal", "worker",
          "-Q", "default,scoring,training", "-c", "2", "-n", name,
          "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],

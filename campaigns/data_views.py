@@ -270,6 +270,21 @@ class DataUploadView(MerchantViewMixin, FormView):
         context["max_upload_bytes"] = settings.IMPORT_MAX_UPLOAD_BYTES
         return context
 
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Refuse an oversized upload from its declared length, before Django reads the body.
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        limit = settings.IMPORT_MAX_UPLOAD_BYTES
+        if declared > limit + 64 * 1024:  # room for the form's other fields
+            form = self.form_class(data={"kind": request.GET.get("kind", "")})
+            form.errors.clear()
+            form.add_error(
+                None,
+                _("The file is larger than the limit of %(limit)s MB; split it into parts.")
+                % {"limit": f"{limit / 2**20:,.0f}"},
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=413)
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form: DataUploadForm) -> HttpResponse:
         try:
             data_import = import_create_from_upload(

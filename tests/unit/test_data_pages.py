@@ -487,3 +487,17 @@ def test_the_upload_page_preselects_the_kind_from_the_hint(merchant_a, mona, cli
 )
 def test_csv_safe_neutralizes_formulas(value, expected):
     assert csv_safe(value) == expected
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(merchant_a, mona, client_for, settings):
+    settings.IMPORT_MAX_UPLOAD_BYTES = 1024
+    response = client_for(mona).post(
+        url("data:upload", merchant_a),
+        {
+            "kind": "customers",
+            "file": SimpleUploadedFile("big.csv", b"customer_id\n" + b"C1\n" * 40_000),
+        },
+    )
+    assert response.status_code == 413
+    assert "larger than the limit" in response.content.decode()
+    assert not DataImport.objects.exists()
