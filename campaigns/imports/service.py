@@ -331,7 +331,7 @@ def _stage_and_merge(
             missing = customers.missing(_customer_ids(data_import, records))
             counts.customers_created = customers.create(missing)
     row_problems = Problems(keep=problems.keep)
-    spans: list[pa.Table] = []
+    spans: pa.Table | None = None  # first and last event time per customer, so far
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
     total = 0
@@ -340,7 +340,7 @@ def _stage_and_merge(
         keys.append(prepared.keys)
         lines.append(prepared.lines)
         if prepared.seen is not None:
-            spans.append(prepared.seen)
+            spans = _merge_spans(spans, prepared.seen)
         stage.append(prepared.payload)
         progress(int(80 * prepared.share), f"Checked {total:,} rows")
     problems.extend(row_problems)
@@ -358,7 +358,7 @@ def _stage_and_merge(
         TreatmentSource.API if data_import.source == ImportSource.API else TreatmentSource.IMPORT
     )
     counts.add(stage.merge(merchant.pk, source=label))
-    if spans:
+    if spans is not None:
         _update_customers_seen(spans, merchant)
     stage.drop()
     return counts, total
@@ -385,15 +385,21 @@ def _seen_spans(typed: pa.Table) -> pa.Table:
     )
 
 
-def _update_customers_seen(spans: list[pa.Table], merchant: Merchant) -> None:
-    """Widen the customers' first and last seen times once, from every chunk's spans."""
-    combined = (
-        pa.concat_tables(spans)
+def _merge_spans(spans: pa.Table | None, chunk: pa.Table) -> pa.Table:
+    """Fold a chunk's spans into the running ones: memory stays bounded by the customers."""
+    if spans is None:
+        return chunk
+    return (
+        pa.concat_tables([spans, chunk])
         .group_by("customer_ext")
         .aggregate([("first_ts", "min"), ("last_ts", "max")])
         .select(["customer_ext", "first_ts_min", "last_ts_max"])
         .rename_columns(["customer_ext", "first_ts", "last_ts"])
     )
+
+
+def _update_customers_seen(combined: pa.Table, merchant: Merchant) -> None:
+    """Widen the customers' first and last seen times, once per import."""
     seen = Stage("seen")
     seen.create()
     seen.append(seen.serialize(combined))
