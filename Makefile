@@ -15,7 +15,7 @@ QUIET_PIP_NOISE := { grep -v "is ignored: it is neither a file nor a directory" 
 ## demo: install into .venv, migrate the embedded SQLite database, load the demo merchant, serve
 demo: install assets
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py load_demo --host $(HOST):$(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 ## test: install what the suite needs, lint, then run the whole suite
