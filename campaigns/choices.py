@@ -32,6 +32,7 @@ class AuditVerb(models.TextChoices):
     DATA_IMPORTED = "data.imported", _("Data imported")
     COUPON_TYPE_CREATED = "coupon_type.created", _("Coupon type created")
     COUPON_TYPE_CHANGED = "coupon_type.changed", _("Coupon type changed")
+    MODEL_PROMOTED = "model.promoted", _("Model promoted to champion")
 
 
 # ISO 4217 codes offered in forms; any three-letter upper-case code is accepted by the model.

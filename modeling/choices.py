@@ -30,3 +30,16 @@ class JobStatus(models.TextChoices):
     @classmethod
     def finished(cls) -> list[str]:
         return [cls.SUCCEEDED, cls.FAILED, cls.CANCELLED]
+
+
+class ModelStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    TRAINING = "training", _("Training")
+    READY = "ready", _("Ready")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class ModelPreset(models.TextChoices):
+    SMALL = "small", _("Small (one LSTM(64); quick on a CPU)")
+    LARGE = "large", _("Large (two LSTM(128); for GPU workers)")

@@ -1,4 +1,4 @@
-"""Long-running jobs (and, later, model versions and scores)."""
+"""Long-running jobs and the model registry (one ModelVersion per trained uplift model)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Merchant
 
-from .choices import JobKind, JobStatus
+from .choices import JobKind, JobStatus, ModelPreset, ModelStatus
 
 
 class Job(models.Model):
@@ -59,3 +59,54 @@ class Job(models.Model):
         if self.started_at is None:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
+
+
+class ModelVersion(models.Model):
+    """One uplift model of a merchant: how it was trained, on what, how good it is, where it is.
+
+    At most one version per merchant is the champion (a database constraint): the one whose
+    scores strategies are proposed from.
+    """
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField(_("version"))
+    status = models.CharField(
+        _("status"), max_length=12, choices=ModelStatus.choices, default=ModelStatus.QUEUED
+    )
+    preset = models.CharField(
+        _("size"), max_length=8, choices=ModelPreset.choices, default=ModelPreset.SMALL
+    )
+    hyperparameters = models.JSONField(_("hyper-parameters"), default=dict, blank=True)
+    arms = models.JSONField(_("arms"), default=list, blank=True)
+    data_counts = models.JSONField(_("data"), default=dict, blank=True)
+    training_curves = models.JSONField(_("training curves"), default=dict, blank=True)
+    evaluation = models.JSONField(_("evaluation"), default=dict, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    is_champion = models.BooleanField(_("champion"), default=False)
+    error = models.TextField(_("error"), blank=True)
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    trained_at = models.DateTimeField(_("trained"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        verbose_name = _("model version")
+        verbose_name_plural = _("model versions")
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "number"], name="model_version_number"),
+            models.UniqueConstraint(
+                fields=["merchant"],
+                condition=models.Q(is_champion=True),
+                name="model_version_one_champion",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_champion=False) | models.Q(status=ModelStatus.READY),
+                name="model_version_champion_is_ready",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number} ({self.get_status_display()})"

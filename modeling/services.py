@@ -18,8 +18,8 @@ from campaigns.choices import AuditVerb
 from campaigns.models import Merchant
 from campaigns.services import audit_record
 
-from .choices import JobKind, JobStatus
-from .models import Job
+from .choices import JobKind, JobStatus, ModelStatus
+from .models import Job, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +147,54 @@ def worker_check_enqueue(*, merchant: Merchant, actor) -> list[Job]:
         )
         for queue in WORKER_QUEUES
     ]
+
+
+# --- the model registry --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion, actor, reason: str = "manual") -> ModelVersion:
+    """Make a ready version its merchant's champion (the previous one steps down), audited."""
+    from django.core.exceptions import ValidationError
+
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.status != ModelStatus.READY:
+        raise ValidationError("Only a ready model can become the champion.")
+    if version.is_champion:
+        return version
+    previous = ModelVersion.objects.filter(merchant=version.merchant, is_champion=True).first()
+    ModelVersion.objects.filter(merchant=version.merchant, is_champion=True).update(
+        is_champion=False
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(is_champion=True)
+    version.is_champion = True
+    audit_record(
+        merchant=version.merchant,
+        actor=actor,
+        verb=AuditVerb.MODEL_PROMOTED,
+        target=str(version),
+        data={
+            "version": version.number,
+            "previous": previous.number if previous else None,
+            "reason": reason,
+        },
+    )
+    return version
+
+
+@transaction.atomic
+def model_version_finish(*, version: ModelVersion, **results) -> ModelVersion:
+    """Record a finished training; the merchant's first ready model becomes the champion."""
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=ModelStatus.READY, trained_at=timezone.now(), **results
+    )
+    version.refresh_from_db()
+    has_champion = ModelVersion.objects.filter(merchant=version.merchant, is_champion=True)
+    if not has_champion.exists():
+        version = model_version_promote(version=version, actor=None, reason="first ready model")
+    return version
+
+
+def model_version_next_number(*, merchant: Merchant) -> int:
+    last = ModelVersion.objects.filter(merchant=merchant).order_by("-number").first()
+    return (last.number if last else 0) + 1

@@ -1,4 +1,4 @@
-"""Job pages (and, later, models), mounted under /m/<merchant>/."""
+"""Job and model pages, mounted under /m/<merchant>/."""
 
 from __future__ import annotations
 
@@ -13,4 +13,11 @@ urlpatterns = [
     path("jobs/<int:job_id>/", views.JobDetailView.as_view(), name="job"),
     path("jobs/<int:job_id>/progress/", views.JobProgressView.as_view(), name="job-progress"),
     path("jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
+    path("models/", views.ModelListView.as_view(), name="models"),
+    path("models/<int:version_id>/", views.ModelDetailView.as_view(), name="model"),
+    path(
+        "models/<int:version_id>/promote/",
+        views.ModelPromoteView.as_view(),
+        name="model-promote",
+    ),
 ]

@@ -1,8 +1,9 @@
-"""Job pages: the list, one job with live progress, and cancel."""
+"""Job pages (list, live progress, cancel) and the model registry (list, one version, promote)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.translation import gettext as _
@@ -12,7 +13,7 @@ from django.views.generic import DetailView, ListView
 from campaigns.tenancy import MerchantViewMixin
 
 from . import selectors, services
-from .models import Job
+from .models import Job, ModelVersion
 
 
 class JobListView(MerchantViewMixin, ListView):
@@ -49,3 +50,40 @@ class JobCancelView(MerchantViewMixin, View):
         else:
             messages.info(request, _("The job had already finished."))
         return redirect("modeling:job", merchant=self.merchant.slug, job_id=job.pk)
+
+
+class ModelListView(MerchantViewMixin, ListView):
+    """The model registry: every version with its status, data and headline quality."""
+
+    template_name = "modeling/model_list.html"
+    context_object_name = "versions"
+    paginate_by = 25
+
+    def get_queryset(self):
+        return selectors.merchant_model_versions(merchant=self.merchant)
+
+
+class ModelDetailView(MerchantViewMixin, DetailView):
+    template_name = "modeling/model_detail.html"
+    context_object_name = "version"
+    pk_url_kwarg = "version_id"
+
+    def get_queryset(self):
+        return selectors.merchant_model_versions(merchant=self.merchant)
+
+
+class ModelPromoteView(MerchantViewMixin, View):
+    """A manager's explicit choice of champion (recorded in the audit log)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, merchant: str, version_id: int) -> HttpResponse:
+        version = get_object_or_404(self.scoped(ModelVersion), pk=version_id)
+        try:
+            services.model_version_promote(version=version, actor=request.user)
+            messages.success(
+                request, _("Version %(n)s is now the champion.") % {"n": version.number}
+            )
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)

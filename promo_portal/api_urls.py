@@ -9,7 +9,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from campaigns.api import MemberApi, MerchantApi, MyMerchantsApi
 from campaigns.imports.api import BulkImportApi, ImportApi
 from campaigns.tenancy import tenant_exempt
-from modeling.api import JobApi
+from modeling.api import JobApi, ModelVersionApi
 
 app_name = "api"
 
@@ -45,6 +45,17 @@ urlpatterns = [
         )
         for kind in ("customers", "events", "treatments")
     ],
+    path(M + "models/", ModelVersionApi.as_view({"get": "list"}), name="model-list"),
+    path(
+        M + "models/<int:version_id>/",
+        ModelVersionApi.as_view({"get": "retrieve"}),
+        name="model-detail",
+    ),
+    path(
+        M + "models/<int:version_id>/promote/",
+        ModelVersionApi.as_view({"post": "promote"}),
+        name="model-promote",
+    ),
     path(M + "jobs/", JobApi.as_view({"get": "list"}), name="job-list"),
     path(M + "jobs/<int:job_id>/", JobApi.as_view({"get": "retrieve"}), name="job-detail"),
     path(M + "jobs/<int:job_id>/cancel/", JobApi.as_view({"post": "cancel"}), name="job-cancel"),

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from campaigns.choices import Role
 from campaigns.models import Membership, Merchant
 from modeling.choices import JobKind, JobStatus
-from modeling.models import Job
+from modeling.models import Job, ModelVersion
 
 PASSWORD = "correct-horse-battery"
 
@@ -57,3 +57,13 @@ class JobFactory(factory.django.DjangoModelFactory):
     kind = JobKind.WORKER_CHECK
     status = JobStatus.PENDING
     celery_task_id = factory.Faker("uuid4")
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    merchant = factory.SubFactory(MerchantFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    status = "ready"
+    arms = ["control", "PCT10"]

@@ -16,12 +16,13 @@ from campaigns.checks import Route, iter_routes
 from campaigns.choices import Role
 from campaigns.models import DataImport, Membership
 from campaigns.tenancy import MERCHANT_KWARG, classify_view, guard_problem
-from tests.factories import JobFactory
+from tests.factories import JobFactory, ModelVersionFactory
 
 pytestmark = pytest.mark.django_db
 
 # How to make an object of a merchant for each URL argument that names one.
 OBJECTS: dict[str, Callable] = {
+    "version_id": lambda merchant, owner: ModelVersionFactory(merchant=merchant).pk,
     "job_id": lambda merchant, owner: JobFactory(merchant=merchant).pk,
     "member_id": lambda merchant, owner: Membership.objects.get(merchant=merchant, user=owner).pk,
     "import_id": lambda merchant, owner: (
