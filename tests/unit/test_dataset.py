@@ -1,0 +1,40 @@
+"""A merchant's data read back as arrays matches what the simulator generated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from campaigns.models import Merchant
+from campaigns.simulated import merchant_load_simulation
+from modeling.dataset import merchant_data_load
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_arrays_are_the_simulated_merchants_data(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    merchant = Merchant.objects.create(name="Sim", slug="sim")
+    simulation = merchant_load_simulation(
+        merchant=merchant, customers=200, seed=11, report=lambda _: None
+    )
+    data = merchant_data_load(merchant=merchant)
+    assert data.n_customers == 200
+    assert data.arms == ["control", "AMT20", "FREESHIP", "MEMBER", "PCT10", "SPEND199_30"]
+    # the simulator's customer order (C0000001 ...) is the import order, so positions agree
+    assert list(data.external_ids[:3]) == list(simulation.customers["customer_id"][:3])
+    events = simulation.events
+    assert data.events["timestamp"].size == events["timestamp"].size
+    np.testing.assert_array_equal(data.events["customer_index"], events["customer_index"])
+    np.testing.assert_array_equal(
+        data.events["timestamp"], events["timestamp"].astype("datetime64[s]").astype(np.int64)
+    )
+    np.testing.assert_array_equal(
+        data.events["event_type"].astype(str), events["event_type"].astype(str)
+    )
+    assert np.all(np.diff(data.events["customer_index"]) >= 0)
+    treated = simulation.treatments
+    np.testing.assert_array_equal(data.treatments["arm"].astype(str), treated["arm"].astype(str))
+    np.testing.assert_array_equal(data.treatments["converted"].astype(bool), treated["converted"])
+    np.testing.assert_allclose(data.treatments["propensity"], treated["propensity"])
+    assert set(data.attributes.columns) >= {"city_tier", "member_level"}
