@@ -1,10 +1,12 @@
 """Staging and merging: validated rows go into a temporary table, then into the real tables.
 
-Each chunk of an input is staged and merged in turn, inside the caller's one transaction: all or
-nothing. On PostgreSQL the staging table is filled with COPY (pyarrow writes the CSV stream in
-C++; timestamps travel as integer microseconds, which are fifty times cheaper to write than
-text); on SQLite (the embedded demo) with executemany. Each merge is one SQL statement per
-table. Rows already present (same fingerprint, or same customer id) are not added again.
+Chunks are appended to the staging table as they are read; once the whole input has passed,
+one SQL statement per table merges it, sorted in key order (much cheaper for the index than
+merging chunk by chunk). All of it runs in the caller's one transaction: all or nothing. On
+PostgreSQL the staging table is filled with COPY (pyarrow writes the CSV stream in C++;
+timestamps travel as integer microseconds, fifty times cheaper to write than text); on SQLite
+(the embedded demo) with executemany. Rows already present (same fingerprint, or same customer
+id) are not added again. Customer ids are resolved in memory (CustomerIndex) before staging.
 """
 
 from __future__ import annotations
