@@ -1,0 +1,424 @@
+"""Training the uplift network on a randomized (or propensity-logged) experiment.
+
+``train_uplift_model`` takes the behaviour events (``EventArrays``) and the treatment log
+(``TreatmentArrays``), splits the treated customers into training and validation (customer
+level, random, seeded), fits the preprocessing on the training customers only, trains with early
+stopping on the validation loss (best weights restored) and returns a ``TrainedModel`` bundle.
+Training data stays in memory as numpy arrays and goes through ``model.fit``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import keras
+import numpy as np
+
+from modeling.network import (
+    CONVERSION,
+    ORDER_VALUE,
+    build_uplift_network,
+    compile_uplift_network,
+    model_input_names,
+)
+from modeling.sequences import EventArrays, ModelInputs, Preprocessing, fit_preprocessing, transform
+
+__all__ = [
+    "CONTROL",
+    "TrainedModel",
+    "TrainingConfig",
+    "TreatmentArrays",
+    "customer_split",
+    "prepare_training_data",
+    "train_uplift_model",
+]
+
+CONTROL = "control"
+ProgressCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainingConfig:
+    preset: str = "small"  # "small": one LSTM(64) (CPU demo); "large": 2 x LSTM(128) (GPU)
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 3
+    validation_share: float = 0.2
+    seed: int = 0
+    max_len: int = 50
+    jit_compile: bool | str = "auto"
+    use_sequence: bool = True
+    revenue_head: bool = True
+    embedding_dim: int = 16
+    dense_units: int = 64
+    head_units: int = 16
+    # Regularization measured on 50k-customer simulated merchants (bench/quality.py): the LSTM
+    # overfits the conversion base within a few epochs without it.
+    dropout: float = 0.3
+    delta_l2: float = 1e-4
+    sequence_dropout: float = 0.3
+    revenue_loss_weight: float = 0.2
+    n_price_buckets: int = 8
+    min_count: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TreatmentArrays:
+    """The treatment log: which customer got which arm, with what probability, and what happened.
+
+    ``arm`` holds arm names (``"control"`` = no coupon) or integer indices into the arms;
+    ``propensity`` is P(this arm | customer) at assignment (None: uniform); ``revenue`` is the
+    order value of converted rows (ignored elsewhere; None: no revenue head can be trained)."""
+
+    customer_index: np.ndarray
+    arm: np.ndarray
+    converted: np.ndarray
+    propensity: np.ndarray | None = None
+    revenue: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.customer_index = np.asarray(self.customer_index, dtype=np.int64)
+        self.arm = np.asarray(self.arm)
+        self.converted = np.asarray(self.converted).astype(bool)
+        n = len(self.customer_index)
+        for name in ("arm", "converted", "propensity", "revenue"):
+            values = getattr(self, name)
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} treatment rows")
+        if self.propensity is not None:
+            self.propensity = np.asarray(self.propensity, dtype=np.float64)
+            if np.any(~(self.propensity > 0) | (self.propensity > 1)):
+                raise ValueError("propensity must be within (0, 1]")
+        if self.revenue is not None:
+            self.revenue = np.asarray(self.revenue, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.customer_index)
+
+    def arm_codes(self, arms: Sequence[str]) -> np.ndarray:
+        if self.arm.dtype.kind in "iu":
+            codes = self.arm.astype(np.int64)
+            if np.any((codes < 0) | (codes >= len(arms))):
+                raise ValueError(f"arm index outside 0..{len(arms) - 1}")
+            return codes
+        table = {a: i for i, a in enumerate(arms)}
+        uniques, inverse = np.unique(self.arm.astype(str), return_inverse=True)
+        unknown = [u for u in uniques if u not in table]
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; expected one of {list(arms)}")
+        return np.array([table[u] for u in uniques], dtype=np.int64)[inverse]
+
+    def take(self, rows: np.ndarray) -> TreatmentArrays:
+        return TreatmentArrays(
+            customer_index=self.customer_index[rows],
+            arm=self.arm[rows],
+            converted=self.converted[rows],
+            propensity=None if self.propensity is None else self.propensity[rows],
+            revenue=None if self.revenue is None else self.revenue[rows],
+        )
+
+    def resolved_arms(self) -> tuple[str, ...]:
+        """Control first, then the other arm names sorted (for string arms)."""
+        names = sorted(set(np.unique(self.arm.astype(str)).tolist()) - {CONTROL})
+        return (CONTROL, *names)
+
+
+@dataclass
+class TrainedModel:
+    """What training produces and scoring needs: the network and everything fitted with it."""
+
+    model: keras.Model
+    preprocessing: Preprocessing
+    arms: tuple[str, ...]
+    config: TrainingConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    # Duan's smearing factor: E[value] = exp(predicted log value) x smearing.
+    order_value_smearing: float = 1.0
+    n_train: int = 0
+    n_validation: int = 0
+
+    @property
+    def vocabulary(self):
+        return self.preprocessing.vocabulary
+
+    @property
+    def normalizer(self):
+        return self.preprocessing.normalizer
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.preprocessing.feature_names
+
+    @property
+    def has_revenue_head(self) -> bool:
+        return ORDER_VALUE in self.model.output_names
+
+
+def customer_split(customer_index: np.ndarray, validation_share: float, seed: int) -> np.ndarray:
+    """Boolean mask over rows: True for rows of customers drawn into validation (all rows of a
+    customer land on the same side)."""
+    customers, inverse = np.unique(np.asarray(customer_index), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    n_validation = round(validation_share * len(customers))
+    chosen = np.zeros(len(customers), dtype=bool)
+    chosen[rng.permutation(len(customers))[:n_validation]] = True
+    return chosen[inverse]
+
+
+def _inputs_for_rows(
+    events: EventArrays, preprocessing: Preprocessing, customer_index: np.ndarray
+) -> ModelInputs:
+    """Model inputs per treatment row (customers with several rows repeat)."""
+    customers, inverse = np.unique(customer_index, return_inverse=True)
+    if len(customers) == events.n_customers:
+        return transform(events, preprocessing).take(customer_index)
+    return transform(events.subset(customers), preprocessing).take(inverse)
+
+
+def _targets(
+    treatments: TreatmentArrays, arm: np.ndarray, weight: np.ndarray, revenue_head: bool
+) -> dict[str, np.ndarray]:
+    converted = treatments.converted.astype(np.float32)
+    y = {CONVERSION: np.stack([converted, arm, weight], axis=1).astype(np.float32)}
+    if revenue_head:
+        assert treatments.revenue is not None
+        value = np.where(treatments.converted, treatments.revenue, np.nan)
+        valid = treatments.converted & np.isfinite(value) & (value > 0)
+        log_value = np.where(valid, np.log(np.where(valid, value, 1.0)), 0.0)
+        y[ORDER_VALUE] = np.stack(
+            [valid.astype(np.float32), arm, weight, log_value], axis=1
+        ).astype(np.float32)
+    return y
+
+
+def prepare_training_data(
+    events: EventArrays,
+    treatments: TreatmentArrays,
+    config: TrainingConfig,
+    *,
+    arms: Sequence[str] | None = None,
+    validation: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The training job's data step: split, fit preprocessing on the training customers, build
+    inputs and targets. Returned as a dict (used by ``train_uplift_model`` and the benchmark)."""
+    arms = tuple(arms) if arms is not None else treatments.resolved_arms()
+    if arms[0] != CONTROL:
+        raise ValueError(f"arm 0 must be {CONTROL!r}, got {arms[0]!r}")
+    arm = treatments.arm_codes(arms)
+    if validation is None:
+        validation = customer_split(treatments.customer_index, config.validation_share, config.seed)
+    validation = np.asarray(validation, dtype=bool)
+    train = ~validation
+    if not train.any() or not validation.any():
+        raise ValueError("both the training and the validation split need rows")
+    preprocessing = fit_preprocessing(
+        events,
+        np.unique(treatments.customer_index[train]),
+        max_len=config.max_len,
+        n_price_buckets=config.n_price_buckets,
+        min_count=config.min_count,
+    )
+    inputs = _inputs_for_rows(events, preprocessing, treatments.customer_index)
+    propensity = (
+        np.full(len(treatments), 1.0 / len(arms))
+        if treatments.propensity is None
+        else treatments.propensity
+    )
+    weight = 1.0 / propensity
+    weight = weight / weight[train].mean()
+    revenue_head = config.revenue_head and treatments.revenue is not None
+    y = _targets(treatments, arm.astype(np.float32), weight.astype(np.float32), revenue_head)
+    return {
+        "arms": arms,
+        "preprocessing": preprocessing,
+        "inputs": inputs,
+        "y": y,
+        "train": train,
+        "validation": validation,
+        "revenue_head": revenue_head,
+    }
+
+
+def build_model_for(
+    preprocessing: Preprocessing, n_arms: int, config: TrainingConfig, revenue_head: bool
+) -> keras.Model:
+    model = build_uplift_network(
+        vocab_size=preprocessing.vocabulary.size,
+        n_static=len(preprocessing.feature_names),
+        n_arms=n_arms,
+        max_len=preprocessing.max_len,
+        preset=config.preset,
+        use_sequence=config.use_sequence,
+        revenue_head=revenue_head,
+        embedding_dim=config.embedding_dim,
+        dense_units=config.dense_units,
+        head_units=config.head_units,
+        dropout=config.dropout,
+        delta_l2=config.delta_l2,
+        sequence_dropout=config.sequence_dropout,
+    )
+    return compile_uplift_network(
+        model,
+        n_arms=n_arms,
+        learning_rate=config.learning_rate,
+        revenue_loss_weight=config.revenue_loss_weight,
+        jit_compile=config.jit_compile,
+    )
+
+
+def _initialize_base(model: keras.Model, y: dict[str, np.ndarray], train: np.ndarray) -> None:
+    """Start the shared base of each head at the training mean: a logit of the conversion rate
+    and the mean log order value, so the first epochs learn structure, not the intercept."""
+    conv = y[CONVERSION][train]
+    rate = np.clip(np.average(conv[:, 0], weights=conv[:, 2]), 1e-4, 1 - 1e-4)
+    model.get_layer(CONVERSION).base_bias.assign(np.array([np.log(rate / (1 - rate))]))
+    if ORDER_VALUE in y:
+        value = y[ORDER_VALUE][train]
+        valid = value[:, 0] > 0
+        if valid.any():
+            mean = np.average(value[valid, 3], weights=value[valid, 2])
+            model.get_layer(ORDER_VALUE).base_bias.assign(np.array([mean], dtype=np.float32))
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Wall time per epoch, and of its training part alone (before validation starts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self.train_seconds: list[float] = []
+        self._start = 0.0
+        self._train_end: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._train_end = None
+
+    def on_test_begin(self, logs=None):
+        if self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        self.seconds.append(end - self._start)
+        self.train_seconds.append((self._train_end or end) - self._start)
+
+
+class _Progress(keras.callbacks.Callback):
+    def __init__(self, progress: ProgressCallback, clock: _EpochClock) -> None:
+        super().__init__()
+        self.progress = progress
+        self.clock = clock
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs["seconds"] = self.clock.seconds[-1] if self.clock.seconds else float("nan")
+        self.progress(epoch, logs)
+
+
+def _smearing(
+    model: keras.Model,
+    inputs: ModelInputs,
+    y: dict[str, np.ndarray],
+    rows: np.ndarray,
+    batch_size: int,
+) -> float:
+    value = y[ORDER_VALUE][rows]
+    valid = value[:, 0] > 0
+    if valid.sum() < 20:
+        return 1.0
+    x = inputs.take(np.flatnonzero(rows)[valid]).as_keras()
+    x = {k: x[k] for k in model_input_names(model)}
+    predicted = model.predict(x, batch_size=batch_size, verbose=0)[ORDER_VALUE]
+    arm = value[valid, 1].astype(np.int64)
+    residual = value[valid, 3] - predicted[np.arange(len(arm)), arm]
+    return float(np.average(np.exp(np.clip(residual, -5, 5)), weights=value[valid, 2]))
+
+
+def train_uplift_model(
+    inputs: EventArrays,
+    treatments: TreatmentArrays,
+    config: TrainingConfig | None = None,
+    *,
+    arms: Sequence[str] | None = None,
+    validation: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainedModel:
+    """Train the uplift network on the treatment log.
+
+    ``validation`` (bool per treatment row) overrides the seeded customer-level split, so that
+    baselines can be trained on exactly the same split. ``progress(epoch, logs)`` is called after
+    every epoch with the Keras logs plus ``seconds``."""
+    config = config or TrainingConfig()
+    keras.utils.set_random_seed(config.seed)
+    data = prepare_training_data(inputs, treatments, config, arms=arms, validation=validation)
+    model_inputs: ModelInputs = data["inputs"]
+    y, train, val = data["y"], data["train"], data["validation"]
+    arms = data["arms"]
+    model = build_model_for(data["preprocessing"], len(arms), config, data["revenue_head"])
+    _initialize_base(model, y, train)
+    names = model_input_names(model)
+
+    def x_of(rows: np.ndarray) -> dict[str, np.ndarray]:
+        x = model_inputs.take(rows).as_keras()
+        return {k: x[k] for k in names}
+
+    train_rows, val_rows = np.flatnonzero(train), np.flatnonzero(val)
+    clock = _EpochClock()
+    callbacks: list[keras.callbacks.Callback] = [
+        clock,
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+    ]
+    if progress is not None:
+        callbacks.append(_Progress(progress, clock))
+    fitted = model.fit(
+        x_of(train_rows),
+        {k: v[train_rows] for k, v in y.items()},
+        validation_data=(x_of(val_rows), {k: v[val_rows] for k, v in y.items()}),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    logs = fitted.history
+    n_epochs = len(logs.get("loss", []))
+    history = [
+        {
+            "epoch": epoch,
+            **{k: float(v[epoch]) for k, v in logs.items()},
+            "seconds": clock.seconds[epoch],
+            "train_seconds": clock.train_seconds[epoch],
+        }
+        for epoch in range(n_epochs)
+    ]
+    best_epoch = int(np.argmin(logs["val_loss"])) if n_epochs else 0
+    smearing = 1.0
+    if data["revenue_head"]:
+        smearing = _smearing(model, model_inputs, y, val, config.batch_size * 8)
+    return TrainedModel(
+        model=model,
+        preprocessing=data["preprocessing"],
+        arms=tuple(arms),
+        config=config,
+        history=history,
+        best_epoch=best_epoch,
+        order_value_smearing=smearing,
+        n_train=len(train_rows),
+        n_validation=len(val_rows),
+    )

@@ -1,0 +1,246 @@
+"""The uplift network, its training, scoring and artifacts. Plain functions, no database.
+
+The planted effect: every customer has four events a day apart — three views and one cart of the
+same item — so the static features (counts, recency, tenure) are identical for everyone and
+only the ORDER tells customers apart. Customers whose last event is the cart respond to arm 1;
+nobody responds to arm 2. The sequence model must find it on held-out customers; the same network
+without the sequence encoder cannot.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from modeling.artifacts import load_trained_model, save_trained_model
+from modeling.network import (
+    ReceivedArmBinaryCrossentropy,
+    ReceivedArmLogValueError,
+    build_uplift_network,
+)
+from modeling.scoring import predict
+from modeling.sequences import EventArrays
+from modeling.training import TrainingConfig, TreatmentArrays, customer_split, train_uplift_model
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = 86_400
+AS_OF = 20_000 * DAY
+ARMS = ("control", "cart_nudge", "dud")
+CORE_MODULES = ("sequences", "network", "training", "scoring", "metrics", "baselines", "artifacts")
+
+
+def planted(n: int, seed: int) -> tuple[EventArrays, np.ndarray, TreatmentArrays]:
+    rng = np.random.default_rng(seed)
+    cart_at = rng.integers(0, 4, n)  # position of the cart among the four events
+    customer = np.repeat(np.arange(n), 4)
+    position = np.tile(np.arange(4), n)
+    timestamp = AS_OF - (4 - position) * DAY + rng.integers(0, 600, 4 * n)
+    event_type = np.where(position == cart_at[customer], "cart", "view").astype(object)
+    events = EventArrays(
+        customer_index=customer,
+        timestamp=timestamp,
+        event_type=event_type,
+        category=np.full(4 * n, "tea", dtype=object),
+        price=np.full(4 * n, 20.0),
+        n_customers=n,
+        as_of=AS_OF,
+    )
+    cart_last = cart_at == 3
+    arm = rng.integers(0, 3, n)
+    p = np.where((arm == 1) & cart_last, 0.6, 0.1)
+    converted = rng.random(n) < p
+    revenue = np.where(converted, np.exp(rng.normal(4.0, 0.3, n)) * (1 + 0.5 * (arm == 2)), 0.0)
+    treatments = TreatmentArrays(
+        customer_index=np.arange(n),
+        arm=np.array(ARMS)[arm],
+        converted=converted,
+        propensity=np.full(n, 1 / 3),
+        revenue=revenue,
+    )
+    return events, cart_last, treatments
+
+
+CONFIG = TrainingConfig(
+    epochs=12,
+    batch_size=128,
+    learning_rate=5e-3,
+    patience=4,
+    max_len=6,
+    embedding_dim=8,
+    dense_units=16,
+    head_units=8,
+    dropout=0.0,
+    sequence_dropout=0.0,
+    seed=3,
+    min_count=1,
+)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    events, _, treatments = planted(2400, seed=1)
+    epochs_seen = []
+    bundle = train_uplift_model(
+        events, treatments, CONFIG, arms=ARMS, progress=lambda e, logs: epochs_seen.append(e)
+    )
+    return bundle, epochs_seen
+
+
+def test_training_recovers_a_planted_sequence_effect_on_held_out_customers(trained):
+    bundle, epochs_seen = trained
+    events, cart_last, _ = planted(1500, seed=2)  # customers never seen in training
+    uplift = predict(bundle, events).conversion_uplift()
+    effect = uplift[cart_last, 1].mean() - uplift[~cart_last, 1].mean()
+    assert effect > 0.25  # true: 0.5
+    assert abs(uplift[:, 2].mean()) < 0.08  # the dud arm does nothing
+    assert epochs_seen == list(range(len(bundle.history)))
+    assert {"loss", "val_loss", "seconds"} <= set(bundle.history[0])
+
+
+def test_the_static_only_network_cannot_see_the_order():
+    events, _, treatments = planted(2400, seed=1)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "use_sequence": False, "epochs": 6})
+    bundle = train_uplift_model(events, treatments, config, arms=ARMS)
+    assert [t.name for t in bundle.model.inputs] == ["static"]
+    test_events, cart_last, _ = planted(1500, seed=2)
+    uplift = predict(bundle, test_events).conversion_uplift()
+    assert abs(uplift[cart_last, 1].mean() - uplift[~cart_last, 1].mean()) < 0.1
+
+
+def test_revenue_head_predicts_order_value_per_arm(trained):
+    bundle, _ = trained
+    events, _, _ = planted(300, seed=4)
+    value = predict(bundle, events).order_value
+    assert value.shape == (300, 3) and np.isfinite(value).all()
+    # arm 2's baskets are 1.5 x larger (E[exp(N(4, 0.3))] ~ 57 otherwise)
+    assert 45 < value[:, 0].mean() < 70
+    assert value[:, 2].mean() / value[:, 0].mean() > 1.25
+
+
+def test_customers_without_events_get_finite_predictions(trained):
+    bundle, _ = trained
+    empty = EventArrays(
+        customer_index=np.array([], dtype=np.int64),
+        timestamp=np.array([], dtype=np.int64),
+        event_type=np.array([], dtype=object),
+        category=np.array([], dtype=object),
+        price=np.array([]),
+        n_customers=3,
+        as_of=AS_OF,
+    )
+    scored = predict(bundle, empty)
+    assert scored.p_convert.shape == (3, 3) and np.isfinite(scored.p_convert).all()
+    assert np.isfinite(scored.order_value).all()
+
+
+def test_save_and_load_give_identical_predictions(trained, tmp_path):
+    bundle, _ = trained
+    events, _, _ = planted(200, seed=5)
+    target = tmp_path / "models" / "v1"
+    save_trained_model(bundle, target)
+    save_trained_model(bundle, target)  # replacing an existing artifact works too
+    assert sorted(p.name for p in target.iterdir()) == ["model.keras", "preprocessing.json"]
+    assert [p.name for p in target.parent.iterdir()] == ["v1"]  # no temp dirs left behind
+    loaded = load_trained_model(target)
+    before, after = predict(bundle, events), predict(loaded, events)
+    assert np.array_equal(before.p_convert, after.p_convert)
+    assert np.array_equal(before.order_value, after.order_value)
+    assert loaded.arms == ARMS and loaded.config == bundle.config
+    assert loaded.feature_names == bundle.feature_names
+
+
+def test_a_failed_save_leaves_nothing(trained, tmp_path, monkeypatch):
+    bundle, _ = trained
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.model, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_trained_model(bundle, tmp_path / "v2")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_is_reproducible_with_a_seed():
+    events, _, treatments = planted(400, seed=6)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "epochs": 2})
+    first = train_uplift_model(events, treatments, config, arms=ARMS)
+    second = train_uplift_model(events, treatments, config, arms=ARMS)
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
+    assert np.array_equal(predict(first, events).p_convert, predict(second, events).p_convert)
+
+
+def test_customer_split_keeps_customers_together():
+    customers = np.repeat(np.arange(100), 3)
+    validation = customer_split(customers, 0.2, seed=1)
+    assert validation.sum() == 60
+    per_customer = validation.reshape(100, 3)
+    assert (per_customer.all(axis=1) | ~per_customer.any(axis=1)).all()
+    assert np.array_equal(validation, customer_split(customers, 0.2, seed=1))
+
+
+def test_losses_teach_only_the_received_arm():
+    logits = np.array([[0.5, -1.0, 2.0], [0.0, 1.0, -3.0]], dtype=np.float32)
+    y = np.array([[1, 2, 1.0], [0, 0, 2.0]], dtype=np.float32)  # converted, arm, weight
+    loss = float(ReceivedArmBinaryCrossentropy(3)(y, logits))
+
+    def bce(logit, converted):
+        p = 1 / (1 + np.exp(-logit))
+        return -(converted * np.log(p) + (1 - converted) * np.log(1 - p))
+
+    assert loss == pytest.approx((1.0 * bce(2.0, 1) + 2.0 * bce(0.0, 0)) / 2, rel=1e-5)
+    changed = logits.copy()
+    changed[0, :2] = 9.0  # heads of arms the rows did not receive
+    changed[1, 1:] = -9.0
+    assert float(ReceivedArmBinaryCrossentropy(3)(y, changed)) == pytest.approx(loss)
+    # order value: only converted rows count
+    y_value = np.array([[1, 1, 1.0, 3.0], [0, 2, 1.0, 7.0]], dtype=np.float32)
+    value = float(ReceivedArmLogValueError(3)(y_value, logits))
+    assert value == pytest.approx((3.0 - (-1.0)) ** 2 / 2)
+
+
+@pytest.mark.parametrize(("preset", "widths"), [("small", [64]), ("large", [128, 128])])
+def test_presets_use_cudnn_compatible_lstms(preset, widths):
+    model = build_uplift_network(
+        vocab_size=50, n_static=4, n_arms=3, max_len=7, preset=preset, revenue_head=False
+    )
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert [layer.units for layer in lstms] == widths
+    for layer in lstms:
+        config = layer.get_config()
+        assert config["activation"] == "tanh" and config["recurrent_activation"] == "sigmoid"
+        assert config["recurrent_dropout"] == 0 and not config["unroll"] and config["use_bias"]
+    embedding = model.get_layer("token_embedding")
+    assert embedding.get_config()["mask_zero"]
+    x = {
+        "tokens": np.array([[3, 4, 0, 0, 0, 0, 0], [0] * 7], dtype=np.int32),
+        "gaps": np.zeros((2, 7, 2), dtype=np.float32),
+        "static": np.zeros((2, 4), dtype=np.float32),
+    }
+    out = model.predict(x, verbose=0)
+    assert out["conversion"].shape == (2, 3) and np.isfinite(out["conversion"]).all()
+
+
+def test_ml_core_imports_nothing_from_django():
+    modules = ", ".join(f"modeling.{m}" for m in CORE_MODULES)
+    code = (
+        f"import sys; import {modules}; "
+        "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+
+
+def test_ml_core_uses_keras_apis_only():
+    for module in CORE_MODULES:
+        source = (ROOT / "modeling" / f"{module}.py").read_text()
+        assert not re.search(r"\btf\.|import tensorflow|from tensorflow", source), module
