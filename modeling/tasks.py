@@ -9,8 +9,10 @@ from typing import Any
 
 from celery import shared_task
 
-from .jobtask import JobTask
-from .models import Job
+from .choices import ModelStatus
+from .jobtask import JobFailure, JobTask
+from .models import Job, ModelVersion
+from .services import JobCancelled
 
 
 @shared_task(
@@ -53,3 +55,37 @@ def _visible_accelerators() -> list[str]:
 
         return [str(device) for device in jax.devices() if device.platform != "cpu"]
     return []
+
+
+@shared_task(
+    bind=True,
+    base=JobTask,
+    name="modeling.tasks.train_model",
+    soft_time_limit=3 * 60 * 60,
+    time_limit=3 * 60 * 60 + 300,
+)
+def train_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
+    """Train, evaluate and save one model version (routed to the `training` queue)."""
+    from .training_service import TrainingDataError, train_version
+
+    version = ModelVersion.objects.filter(
+        pk=job.params["version_id"], merchant=job.merchant
+    ).first()
+    if version is None:
+        raise JobFailure("The model version no longer exists.")
+    try:
+        version = train_version(version=version, report=lambda p, m: self.report(job, p, m))
+    except TrainingDataError as error:
+        _fail_version(version, str(error))
+        raise JobFailure(str(error)) from None
+    except JobCancelled:
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.CANCELLED)
+        raise
+    except Exception as error:
+        _fail_version(version, f"{type(error).__name__}: {error}")
+        raise
+    return {"version": version.number, "message": f"Model v{version.number} is ready"}
+
+
+def _fail_version(version: ModelVersion, error: str) -> None:
+    ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.FAILED, error=error[:5000])

@@ -14,6 +14,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress/", views.JobProgressView.as_view(), name="job-progress"),
     path("jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
     path("models/", views.ModelListView.as_view(), name="models"),
+    path("models/train/", views.ModelTrainView.as_view(), name="model-train"),
     path("models/<int:version_id>/", views.ModelDetailView.as_view(), name="model"),
     path(
         "models/<int:version_id>/promote/",

@@ -13,7 +13,9 @@ from django.views.generic import DetailView, ListView
 from campaigns.tenancy import MerchantViewMixin
 
 from . import selectors, services
+from .choices import ModelPreset
 from .models import Job, ModelVersion
+from .training_service import model_version_train
 
 
 class JobListView(MerchantViewMixin, ListView):
@@ -86,4 +88,20 @@ class ModelPromoteView(MerchantViewMixin, View):
             )
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
+        return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)
+
+
+class ModelTrainView(MerchantViewMixin, View):
+    """Queue the training of a new model version on the `training` queue."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, merchant: str) -> HttpResponse:
+        preset = request.POST.get("preset", ModelPreset.SMALL)
+        if preset not in ModelPreset.values:
+            preset = ModelPreset.SMALL
+        version = model_version_train(merchant=self.merchant, actor=request.user, preset=preset)
+        messages.success(
+            request, _("Training of model v%(n)s has started.") % {"n": version.number}
+        )
         return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)

@@ -1,0 +1,71 @@
+"""Training a merchant's model as a job: data from the database, evaluation, artifact, champion.
+
+Runs the Celery task eagerly; the integration suite runs a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from campaigns.models import Merchant, TreatmentLog
+from campaigns.simulated import merchant_load_simulation
+from modeling.artifacts import load_trained_model
+from modeling.models import Job, ModelVersion
+from modeling.training_service import model_version_train
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def simulated(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODEL_ARTIFACT_ROOT = tmp_path / "models"
+    merchant = Merchant.objects.create(name="Sim", slug="sim")
+    merchant_load_simulation(merchant=merchant, customers=600, seed=4, report=lambda _: None)
+    return merchant
+
+
+def test_training_produces_a_ready_evaluated_champion(
+    simulated, mona, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_train(merchant=simulated, actor=mona, epochs=2)
+    version.refresh_from_db()
+    job = Job.objects.get(pk=version.job_id)
+    assert job.status == "succeeded", job.error
+    assert version.status == "ready" and version.is_champion
+    assert version.arms[0] == "control" and len(version.arms) == 6
+    assert version.data_counts["treatments"] == 600
+    assert version.data_counts["held_out_rows"] + version.data_counts["training_rows"] == 600
+    assert len(version.training_curves["epochs"]) >= 1
+    arms = version.evaluation["arms"]
+    assert set(arms) == set(version.arms[1:])
+    assert all("qini_coefficient" in entry and entry["qini_curve"] for entry in arms.values())
+    # the artifact is complete and serves predictions alone
+    bundle = load_trained_model(Path(version.artifact_path))
+    assert list(bundle.arms) == version.arms
+
+
+def test_a_second_model_does_not_take_over_the_champion(
+    simulated, mona, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = model_version_train(merchant=simulated, actor=mona, epochs=1)
+        second = model_version_train(merchant=simulated, actor=mona, epochs=1)
+    assert ModelVersion.objects.get(is_champion=True).pk == first.pk
+    assert ModelVersion.objects.get(pk=second.pk).number == 2
+
+
+def test_without_a_comparison_the_version_fails_with_a_clear_error(
+    simulated, mona, django_capture_on_commit_callbacks
+):
+    TreatmentLog.objects.filter(merchant=simulated).exclude(coupon_type=None).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_train(merchant=simulated, actor=mona, epochs=1)
+    version.refresh_from_db()
+    assert version.status == "failed"
+    assert "single arm" in version.error
+    assert Job.objects.get(pk=version.job_id).status == "failed"
+    assert not np.any([v.is_champion for v in ModelVersion.objects.all()])
