@@ -200,8 +200,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_broker_url("CELERY_BROKER_URL")
-# Without a broker (the embedded demo) tasks run eagerly in-process.
+# Without a broker (the embedded demo) tasks run eagerly in-process; the in-memory transport
+# stands in for the broker nobody connects to.
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_BROKER_URL = CELERY_BROKER_URL or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True

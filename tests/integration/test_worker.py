@@ -49,3 +49,25 @@ def test_the_api_shows_a_workers_job(celery_worker, merchant_a, alice, api_for):
     )
     assert data["status"] == "succeeded"
     assert data["result"]["hostname"]
+
+
+def test_a_worker_trains_a_model_on_the_training_queue(celery_worker, settings, tmp_path, mona):
+    from campaigns.models import Merchant
+    from campaigns.simulated import merchant_load_simulation
+    from modeling.models import ModelVersion
+    from modeling.training_service import model_version_train
+
+    settings.MEDIA_ROOT = tmp_path
+    merchant = Merchant.objects.create(name="Sim", slug="sim-worker")
+    merchant_load_simulation(merchant=merchant, customers=400, seed=8, report=lambda _: None)
+    # when a manager starts training (the task is sent after the commit)
+    version = model_version_train(merchant=merchant, actor=mona, epochs=2)
+    AsyncResult(version.job.celery_task_id).get(timeout=300)
+    # then the worker trained, evaluated and saved it, and reported progress on the job
+    version.refresh_from_db()
+    job = Job.objects.get(pk=version.job_id)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["version"] == version.number
+    assert version.status == "ready" and version.is_champion
+    assert version.evaluation["arms"]
+    assert ModelVersion.objects.filter(merchant=merchant).count() == 1

@@ -467,7 +467,7 @@ def test_local_settings_with_nothing_set(tmp_path):
     assert first["ENGINE"] == "django.db.backends.sqlite3"
     assert first["NAME"] == str(var_dir / "promo_portal.sqlite3")
     assert first["DEBUG"] is True
-    assert first["CELERY_BROKER_URL"] is None
+    assert first["CELERY_BROKER_URL"] == "memory://"
     assert first["CELERY_TASK_ALWAYS_EAGER"] is True
     for name in ("MODEL_ARTIFACT_ROOT", "UPLOAD_ROOT", "MEDIA_ROOT", "STATIC_ROOT"):
         assert Path(first[name]).is_relative_to(var_dir), (name, first[name])

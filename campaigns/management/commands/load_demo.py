@@ -9,10 +9,13 @@ from django.db import transaction
 from campaigns.choices import Role
 from campaigns.models import Customer, Membership, Merchant
 from campaigns.simulated import merchant_load_simulation
+from modeling.selectors import merchant_champion
+from modeling.training_service import model_version_train
 
 DEMO_SLUG = "demo"
 DEMO_CUSTOMERS = 20_000
 DEMO_SEED = 2026
+DEMO_EPOCHS = 8
 # Printed at start-up; the demo runs locally on the embedded database only.
 DEMO_PASSWORD = "promo-demo"  # noqa: S105
 DEMO_USERS = [
@@ -32,6 +35,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--host", default="127.0.0.1:8000", help="Where the portal is served.")
         parser.add_argument(
+            "--no-model",
+            dest="model",
+            action="store_false",
+            help="Do not train the first model (it takes about a minute on a CPU).",
+        )
+        parser.add_argument(
             "--customers",
             type=int,
             default=DEMO_CUSTOMERS,
@@ -47,6 +56,11 @@ class Command(BaseCommand):
             merchant_load_simulation(
                 merchant=merchant, customers=customers, seed=DEMO_SEED, report=self.stdout.write
             )
+        if customers and options["model"] and not merchant_champion(merchant=merchant):
+            self.stdout.write("Training the demo merchant's first uplift model ...")
+            version = model_version_train(merchant=merchant, actor=None, epochs=DEMO_EPOCHS)
+            version.refresh_from_db()
+            self.stdout.write(f"  model v{version.number}: {version.get_status_display()}")
         self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
         self.stdout.write(
             "\n".join(
