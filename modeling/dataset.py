@@ -53,10 +53,14 @@ class MerchantData:
         return int(self.customer_ids.size)
 
 
-def merchant_data_load(*, merchant: Merchant) -> MerchantData:
-    """Everything the model trains and scores on, for one merchant."""
+def merchant_data_load(
+    *, merchant: Merchant, customer_range: tuple[int, int] | None = None
+) -> MerchantData:
+    """Everything the model trains and scores on, for one merchant; with ``customer_range``
+    (first and last customer id, inclusive) only those customers, for scoring in chunks."""
+    first, last = customer_range or (0, 2**62)
     rows = list(
-        Customer.objects.filter(merchant=merchant)
+        Customer.objects.filter(merchant=merchant, id__gte=first, id__lte=last)
         .order_by("id")
         .values_list("id", "external_id", "attributes")
         .iterator(chunk_size=50_000)
@@ -64,9 +68,9 @@ def merchant_data_load(*, merchant: Merchant) -> MerchantData:
     customer_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     events = _read(
         f"""SELECT customer_id, {_epoch("timestamp")} AS ts, event_type, category, price
-        FROM campaigns_event WHERE merchant_id = %s
+        FROM campaigns_event WHERE merchant_id = %s AND customer_id BETWEEN %s AND %s
         ORDER BY merchant_id, customer_id, timestamp, fingerprint""",
-        [merchant.pk],
+        [merchant.pk, first, last],
         _EVENT_TYPES,
     )
     treatments = _read(
@@ -75,8 +79,9 @@ def merchant_data_load(*, merchant: Merchant) -> MerchantData:
             t.source
         FROM campaigns_treatmentlog t
         LEFT JOIN campaigns_coupontype ct ON ct.id = t.coupon_type_id
-        WHERE t.merchant_id = %s ORDER BY t.customer_id, t.assigned_at""",
-        [CONTROL_ARM, merchant.pk],
+        WHERE t.merchant_id = %s AND t.customer_id BETWEEN %s AND %s
+        ORDER BY t.customer_id, t.assigned_at""",
+        [CONTROL_ARM, merchant.pk, first, last],
         _TREATMENT_TYPES,
     )
     codes = CouponType.objects.filter(merchant=merchant).order_by("code")
@@ -139,3 +144,14 @@ def _np(table: pa.Table, name: str, fill=None) -> np.ndarray:
     if fill is not None:
         column = column.fill_null(fill)
     return column.to_numpy(zero_copy_only=False)
+
+
+def merchant_latest_event_time(*, merchant: Merchant) -> int | None:
+    """Seconds since the epoch of the merchant's newest event: "now" for its data."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX({_epoch('timestamp')}) FROM campaigns_event WHERE merchant_id = %s",
+            [merchant.pk],
+        )
+        value = cursor.fetchone()[0]
+    return int(value) if value is not None else None

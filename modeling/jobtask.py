@@ -50,5 +50,7 @@ class JobTask(Task):
         except Exception as error:
             job_fail(job_id=job_id, error=f"{error}\n\n{traceback.format_exc()}")
             raise
+        if result.get("deferred"):  # a chord's callback finishes this job, not this task
+            return result
         job_succeed(job=job, result=result, message=str(result.get("message", "Done")))
         return result

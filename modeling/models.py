@@ -90,6 +90,7 @@ class ModelVersion(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     trained_at = models.DateTimeField(_("trained"), null=True, blank=True)
+    scored_at = models.DateTimeField(_("customers scored"), null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -110,3 +111,26 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.number} ({self.get_status_display()})"
+
+
+class ScoreChunk(models.Model):
+    """One chunk of a version's customer scores: a Parquet file of customer id and, per arm,
+    P(convert) and expected order value. Written atomically; scoring a chunk again replaces
+    its file and this row, so nothing is written twice."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="score_chunks")
+    index = models.PositiveIntegerField()
+    first_customer_id = models.BigIntegerField()
+    last_customer_id = models.BigIntegerField()
+    rows = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["version", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "index"], name="score_chunk_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} chunk {self.index} ({self.rows} customers)"

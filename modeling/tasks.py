@@ -89,3 +89,54 @@ def train_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
 
 def _fail_version(version: ModelVersion, error: str) -> None:
     ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.FAILED, error=error[:5000])
+
+
+@shared_task(
+    bind=True, base=JobTask, name="modeling.tasks.score_model", soft_time_limit=540, time_limit=600
+)
+def score_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
+    """Split the merchant's customers into chunks and score them in parallel (a chord)."""
+    from celery import chord
+
+    from .scoring_service import score_chunk_ranges, scoring_as_of
+
+    version = ModelVersion.objects.filter(
+        pk=job.params["version_id"], merchant=job.merchant
+    ).first()
+    if version is None or version.status != ModelStatus.READY:
+        raise JobFailure("The model version is not ready to score.")
+    ranges = score_chunk_ranges(version=version, size=job.params.get("chunk_size"))
+    as_of = scoring_as_of(version=version)
+    self.report(job, 5, f"Scoring {len(ranges)} chunks of customers")
+    finish = chord(
+        score_chunk.si(job.pk, version.pk, index, first, last, as_of, len(ranges))
+        for index, (first, last) in enumerate(ranges)
+    )(score_finish.si(job.pk, version.pk, len(ranges)))
+    return {"deferred": True, "chunks": len(ranges), "finish_task_id": finish.id}
+
+
+@shared_task(name="modeling.tasks.score_chunk", acks_late=True, time_limit=900, soft_time_limit=840)
+def score_chunk(
+    job_id: int, version_id: int, index: int, first: int, last: int, as_of: int, total: int
+) -> int:
+    """One chunk of customers (routed to the `scoring` queue); safe to run twice."""
+    from .scoring_service import job_is_live, score_chunk_report
+    from .scoring_service import score_chunk as score
+
+    if not job_is_live(job_id):  # cancelled or failed meanwhile: do nothing
+        return 0
+    version = ModelVersion.objects.get(pk=version_id)
+    chunk = score(version=version, index=index, first=first, last=last, as_of=as_of)
+    score_chunk_report(job_id=job_id, version=version, total=total)
+    return chunk.rows
+
+
+@shared_task(name="modeling.tasks.score_finish")
+def score_finish(job_id: int, version_id: int, chunks: int) -> None:
+    from .scoring_service import scoring_finish
+
+    job = Job.objects.filter(pk=job_id).first()
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if job is None or version is None:
+        return
+    scoring_finish(job=job, version=version, chunks=chunks)

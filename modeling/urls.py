@@ -16,6 +16,7 @@ urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="models"),
     path("models/train/", views.ModelTrainView.as_view(), name="model-train"),
     path("models/<int:version_id>/", views.ModelDetailView.as_view(), name="model"),
+    path("models/<int:version_id>/score/", views.ModelScoreView.as_view(), name="model-score"),
     path(
         "models/<int:version_id>/promote/",
         views.ModelPromoteView.as_view(),

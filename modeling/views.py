@@ -15,6 +15,7 @@ from campaigns.tenancy import MerchantViewMixin
 from . import selectors, services
 from .choices import ModelPreset
 from .models import Job, ModelVersion
+from .scoring_service import ScoringError, model_version_score
 from .training_service import model_version_train
 
 
@@ -105,3 +106,19 @@ class ModelTrainView(MerchantViewMixin, View):
             request, _("Training of model v%(n)s has started.") % {"n": version.number}
         )
         return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)
+
+
+class ModelScoreView(MerchantViewMixin, View):
+    """Score every customer with this version (a job on the `scoring` queue)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, merchant: str, version_id: int) -> HttpResponse:
+        version = get_object_or_404(self.scoped(ModelVersion), pk=version_id)
+        try:
+            job = model_version_score(version=version, actor=request.user)
+        except ScoringError as error:
+            messages.error(request, str(error))
+            return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)
+        messages.success(request, _("Scoring has started."))
+        return redirect("modeling:job", merchant=self.merchant.slug, job_id=job.pk)

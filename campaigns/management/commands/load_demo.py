@@ -9,6 +9,7 @@ from django.db import transaction
 from campaigns.choices import Role
 from campaigns.models import Customer, Membership, Merchant
 from campaigns.simulated import merchant_load_simulation
+from modeling.scoring_service import model_version_score
 from modeling.selectors import merchant_champion
 from modeling.training_service import model_version_train
 
@@ -61,6 +62,10 @@ class Command(BaseCommand):
             version = model_version_train(merchant=merchant, actor=None, epochs=DEMO_EPOCHS)
             version.refresh_from_db()
             self.stdout.write(f"  model v{version.number}: {version.get_status_display()}")
+            if version.status == "ready":
+                model_version_score(version=version, actor=None)
+                version.refresh_from_db()
+                self.stdout.write(f"  customers scored: {version.scored_at is not None}")
         self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
         self.stdout.write(
             "\n".join(

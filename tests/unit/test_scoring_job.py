@@ -1,0 +1,71 @@
+"""Scoring every customer in chunks (a chord on the scoring queue; eager in unit tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from campaigns.models import Customer, Merchant
+from campaigns.simulated import merchant_load_simulation
+from modeling import scoring_service
+from modeling.models import Job, ScoreChunk
+from modeling.scoring_service import model_version_score, model_version_scores
+from modeling.training_service import model_version_train
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def trained(settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MODEL_ARTIFACT_ROOT = tmp_path / "models"
+    merchant = Merchant.objects.create(name="Sim", slug="sim")
+    merchant_load_simulation(merchant=merchant, customers=500, seed=6, report=lambda _: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_train(merchant=merchant, actor=None, epochs=1)
+    version.refresh_from_db()
+    assert version.status == "ready"
+    return version
+
+
+def test_every_customer_is_scored_in_chunks(trained, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = model_version_score(version=trained, actor=None, chunk_size=120)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert job.progress == 100
+    assert ScoreChunk.objects.filter(version=trained).count() == 5  # 500 customers / 120
+    scores = model_version_scores(version=trained)
+    customer_ids = np.sort(
+        np.array(Customer.objects.filter(merchant=trained.merchant).values_list("id", flat=True))
+    )
+    np.testing.assert_array_equal(scores.customer_ids, customer_ids)
+    assert scores.p_convert.shape == (500, 6)
+    assert np.all((scores.p_convert >= 0) & (scores.p_convert <= 1))
+    trained.refresh_from_db()
+    assert trained.scored_at is not None
+
+
+def test_a_chunk_scored_twice_writes_nothing_twice(trained):
+    ranges = scoring_service.score_chunk_ranges(version=trained, size=200)
+    as_of = scoring_service.scoring_as_of(version=trained)
+    first = scoring_service.score_chunk(
+        version=trained, index=0, first=ranges[0][0], last=ranges[0][1], as_of=as_of
+    )
+    again = scoring_service.score_chunk(
+        version=trained, index=0, first=ranges[0][0], last=ranges[0][1], as_of=as_of
+    )
+    assert ScoreChunk.objects.filter(version=trained).count() == 1
+    assert first.path == again.path and again.rows == 200
+    files = list((Path(trained.artifact_path) / "scores").iterdir())
+    assert [f.name for f in files] == ["chunk-00000.parquet"]  # no partial files left behind
+
+
+def test_a_cancelled_scoring_job_writes_no_more_chunks(trained):
+    job = Job.objects.create(merchant=trained.merchant, kind="score", status="cancelled")
+    from modeling.tasks import score_chunk
+
+    assert score_chunk.apply(args=[job.pk, trained.pk, 0, 0, 2**40, 0, 1]).result == 0
+    assert not ScoreChunk.objects.exists()
