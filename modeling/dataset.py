@@ -18,6 +18,7 @@ from django.db import connection
 
 from campaigns.choices import CONTROL_ARM
 from campaigns.models import CouponType, Customer, Merchant
+from modeling.sequences import EventArrays
 
 _EVENT_TYPES = {
     "customer_id": pa.int64(),
@@ -51,6 +52,19 @@ class MerchantData:
     @property
     def n_customers(self) -> int:
         return int(self.customer_ids.size)
+
+    def event_arrays(self, *, as_of: int) -> EventArrays:
+        """The ML core's view of these customers' events before ``as_of`` (seconds)."""
+        return EventArrays(
+            customer_index=self.events["customer_index"],
+            timestamp=self.events["timestamp"],
+            event_type=self.events["event_type"],
+            category=self.events["category"],
+            price=self.events["price"],
+            n_customers=self.n_customers,
+            as_of=as_of,
+            attributes={str(c): self.attributes[c].to_numpy() for c in self.attributes.columns},
+        )
 
 
 def merchant_data_load(

@@ -27,7 +27,6 @@ from modeling.choices import JobKind, JobStatus, ModelStatus
 from modeling.dataset import merchant_data_load, merchant_latest_event_time
 from modeling.models import Job, ModelVersion, ScoreChunk
 from modeling.scoring import predict
-from modeling.sequences import EventArrays
 from modeling.services import job_enqueue, job_succeed
 
 # Customers per chunk. On the 2-core machine a chunk of 50k costs about 2-3 s (read ~1.5M
@@ -79,17 +78,7 @@ def score_chunk(
     """Predict for customers with ids in [first, last]; write the chunk file atomically."""
     bundle = _bundle(version.artifact_path)
     data = merchant_data_load(merchant=version.merchant, customer_range=(first, last))
-    events = EventArrays(
-        customer_index=data.events["customer_index"],
-        timestamp=data.events["timestamp"],
-        event_type=data.events["event_type"],
-        category=data.events["category"],
-        price=data.events["price"],
-        n_customers=data.n_customers,
-        as_of=as_of,
-        attributes={str(c): data.attributes[c].to_numpy() for c in data.attributes.columns},
-    )
-    predictions = predict(bundle, events)
+    predictions = predict(bundle, data.event_arrays(as_of=as_of))
     columns = {"customer_id": pa.array(data.customer_ids, pa.int64())}
     for position, arm in enumerate(predictions.arms):
         columns[f"p_{arm}"] = pa.array(predictions.p_convert[:, position], pa.float32())

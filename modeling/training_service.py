@@ -117,16 +117,7 @@ def experiment_arrays(data: MerchantData) -> tuple[EventArrays, TreatmentArrays]
     if len(set(t["arm"].tolist())) < 2:
         raise TrainingDataError("The treatment logs hold a single arm; uplift needs a comparison.")
     as_of = int(np.min(t["assigned_at"]))  # sequences end where the first assignment was made
-    events = EventArrays(
-        customer_index=data.events["customer_index"],
-        timestamp=data.events["timestamp"],
-        event_type=data.events["event_type"],
-        category=data.events["category"],
-        price=data.events["price"],
-        n_customers=data.n_customers,
-        as_of=as_of,
-        attributes=_attribute_arrays(data),
-    )
+    events = data.event_arrays(as_of=as_of)
     treatments = TreatmentArrays(
         customer_index=t["customer_index"],
         arm=t["arm"],
@@ -135,10 +126,6 @@ def experiment_arrays(data: MerchantData) -> tuple[EventArrays, TreatmentArrays]
         revenue=np.where(t["converted"].astype(bool), t["revenue"], np.nan),
     )
     return events, treatments
-
-
-def _attribute_arrays(data: MerchantData) -> dict[str, np.ndarray]:
-    return {str(name): data.attributes[name].to_numpy() for name in data.attributes.columns}
 
 
 def _evaluate(bundle, events, treatments, held_out, arms) -> dict[str, Any]:
