@@ -35,6 +35,9 @@ def _weights(weight: np.ndarray | None, n: int) -> np.ndarray:
     return np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
 
 
+MIN_CLASS_ROWS = 10  # fewer conversions (or non-conversions) in an arm: predict its rate
+
+
 @dataclass
 class TLearner:
     """Per-arm gradient boosting on static features (the T-learner)."""
@@ -75,8 +78,9 @@ class TLearner:
         for a in range(self.n_arms):
             rows = arm == a
             y = converted[rows]
-            if y.min() == y.max():  # a single class: predict its rate
-                self.conversion_.append(float(y.mean()))
+            if min(int(y.sum()), int((~y).sum())) < MIN_CLASS_ROWS:
+                # Too few of one class to learn (or to hold out for early stopping): its rate.
+                self.conversion_.append(float(y.mean()) if y.size else 0.0)
             else:
                 self.conversion_.append(
                     self._classifier().fit(x[rows], y, sample_weight=weight[rows])
@@ -127,6 +131,10 @@ class ResponseModel:
     seed: int = 0
 
     def fit(self, x: np.ndarray, converted: np.ndarray, sample_weight=None) -> ResponseModel:
+        y = np.asarray(converted).astype(bool)
+        if min(int(y.sum()), int((~y).sum())) < MIN_CLASS_ROWS:
+            self.model_ = float(y.mean()) if y.size else 0.0  # too few to learn: the base rate
+            return self
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
@@ -139,6 +147,8 @@ class ResponseModel:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        if isinstance(self.model_, float):
+            return np.full(len(x), self.model_, dtype=np.float32)
         return self.model_.predict_proba(x)[:, 1].astype(np.float32)
 
 

@@ -18,12 +18,19 @@ from django.db import transaction
 
 from campaigns.models import Merchant
 from modeling.artifacts import save_trained_model
+from modeling.baselines import (
+    ArmMeans,
+    ResponseModel,
+    TLearner,
+    random_policy,
+    response_targeting_policy,
+)
 from modeling.choices import JobKind, ModelPreset, ModelStatus
 from modeling.dataset import MerchantData, merchant_data_load
 from modeling.metrics import evaluate_uplift
 from modeling.models import ModelVersion
 from modeling.scoring import predict
-from modeling.sequences import EventArrays
+from modeling.sequences import EventArrays, static_features
 from modeling.services import job_enqueue, model_version_finish, model_version_next_number
 from modeling.training import TrainingConfig, TreatmentArrays, customer_split, train_uplift_model
 
@@ -89,7 +96,7 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         events, treatments.take(training_rows), config, arms=data.arms, progress=on_epoch
     )
     report(88, "Evaluating on held-out customers")
-    evaluation = _evaluate(bundle, events, treatments, held_out, data.arms)
+    evaluation = _evaluate(bundle, events, treatments, held_out, data.arms, config, report)
     path = Path(settings.MODEL_ARTIFACT_ROOT) / version.merchant.slug / f"v{version.number}"
     save_trained_model(bundle, path)
     report(97, "Saved")
@@ -128,23 +135,80 @@ def experiment_arrays(data: MerchantData) -> tuple[EventArrays, TreatmentArrays]
     return events, treatments
 
 
-def _evaluate(bundle, events, treatments, held_out, arms) -> dict[str, Any]:
+RESPONSE_TARGET_SHARE = 0.3  # response-model targeting: the coupon goes to the likeliest 30 %
+
+
+def _evaluate(bundle, events, treatments, held_out, arms, config: TrainingConfig, report: Report):
+    """The model and every baseline, trained on the same rows, measured on the same held-out
+    randomized rows (conversion: Qini, AUUC, uplift@k, calibration, policy value)."""
+    arms = list(arms)
     rows = np.flatnonzero(held_out)
-    customers = treatments.customer_index[rows]
-    predictions = predict(bundle, events)
-    p = predictions.p_convert[customers]
-    arm = treatments.take(rows).arm_codes(list(arms))
-    policy = np.argmax(p - p[:, :1], axis=1)  # the best arm by predicted conversion uplift
-    report = evaluate_uplift(
-        p,
-        arm,
-        treatments.converted[rows],
-        arms=list(arms),
-        propensity=treatments.propensity[rows] if treatments.propensity is not None else None,
-        policy=policy,
-        policy_outcome_model=p,
-    )
-    return _plain(report)
+    fit_rows = np.flatnonzero(~held_out)
+    held = treatments.take(rows)
+    customers = held.customer_index
+    arm = held.arm_codes(arms)
+    fit_arm = treatments.take(fit_rows).arm_codes(arms)
+    converted = held.converted
+    propensity = held.propensity
+    n_arms = len(arms)
+
+    def measure(p: np.ndarray, policy: np.ndarray) -> dict[str, Any]:
+        return evaluate_uplift(
+            p, arm, converted, arms=arms, propensity=propensity, policy=policy,
+            policy_outcome_model=p,
+        )  # fmt: skip
+
+    def best_uplift(p: np.ndarray) -> np.ndarray:
+        return np.argmax(p - p[:, :1], axis=1)
+
+    results: dict[str, Any] = {}
+    p_model = predict(bundle, events).p_convert[customers]
+    results["lstm"] = measure(p_model, best_uplift(p_model))
+
+    report(90, "Training the baselines on the same rows")
+    static_config = TrainingConfig.from_dict({**config.to_dict(), "use_sequence": False})
+    static_bundle = train_uplift_model(events, treatments.take(fit_rows), static_config, arms=arms)
+    p_static = predict(static_bundle, events).p_convert[customers]
+    results["static_network"] = measure(p_static, best_uplift(p_static))
+
+    x = static_features(events, bundle.preprocessing.static_spec)
+    fit_x, held_x = x[treatments.customer_index[fit_rows]], x[customers]
+    fit_converted = treatments.converted[fit_rows]
+    t_learner = TLearner(n_arms, seed=config.seed).fit(fit_x, fit_arm, fit_converted)
+    p_t, _ = t_learner.predict(held_x)
+    results["t_learner"] = measure(p_t, best_uplift(p_t))
+
+    means = ArmMeans(n_arms).fit(fit_arm, fit_converted)
+    p_means, _ = means.predict(len(rows))
+    best = int(np.argmax(p_means[0, 1:]) + 1)  # the coupon that converts best on average
+    results["best_single_coupon"] = measure(p_means, np.full(len(rows), best))
+
+    p_buy = ResponseModel(seed=config.seed).fit(fit_x, fit_converted).predict(held_x)
+    p_response = np.zeros((len(rows), n_arms), dtype=np.float32)
+    p_response[:, 1:] = p_buy[:, None]  # its "uplift" score is simply P(buy)
+    policy = response_targeting_policy(p_buy, best, RESPONSE_TARGET_SHARE)
+    results["response_model"] = measure(p_response, policy)
+
+    rng = np.random.default_rng(config.seed)
+    p_random = rng.random((len(rows), n_arms)).astype(np.float32)
+    results["random"] = measure(p_random, random_policy(len(rows), n_arms, config.seed))
+
+    evaluation = results.pop("lstm")
+    evaluation["baselines"] = results
+    evaluation["summary"] = {
+        name: _summary(entry) for name, entry in {"lstm": evaluation, **results}.items()
+    }
+    return _plain(evaluation)
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one method, for the side-by-side table."""
+    policy = report.get("policy") or {}
+    return {
+        "mean_qini_coefficient": report.get("mean_qini_coefficient"),
+        "policy_value_ipw": policy.get("ipw"),
+        "policy_value_dr": policy.get("dr"),
+    }
 
 
 def _plain(value):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.test import Client
 
-from campaigns.models import Merchant, TreatmentLog
+from campaigns.models import Membership, Merchant, TreatmentLog
 from campaigns.simulated import merchant_load_simulation
 from modeling.artifacts import load_trained_model
 from modeling.models import Job, ModelVersion
@@ -43,6 +44,23 @@ def test_training_produces_a_ready_evaluated_champion(
     arms = version.evaluation["arms"]
     assert set(arms) == set(version.arms[1:])
     assert all("qini_coefficient" in entry and entry["qini_curve"] for entry in arms.values())
+    # the baselines, trained on the same rows and measured on the same held-out rows
+    assert set(version.evaluation["baselines"]) == {
+        "static_network",
+        "t_learner",
+        "best_single_coupon",
+        "response_model",
+        "random",
+    }
+    summary = version.evaluation["summary"]
+    assert set(summary) == {"lstm", *version.evaluation["baselines"]}
+    assert {"value", "low", "high"} <= set(summary["lstm"]["policy_value_ipw"])
+    # the model page shows them side by side
+    client = Client()
+    client.force_login(mona)
+    Membership.objects.create(user=mona, merchant=simulated, role="viewer")
+    page = client.get(f"/m/sim/models/{version.pk}/").content.decode()
+    assert 'data-testid="evaluation-summary"' in page and "t_learner" in page
     # the artifact is complete and serves predictions alone
     bundle = load_trained_model(Path(version.artifact_path))
     assert list(bundle.arms) == version.arms
