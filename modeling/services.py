@@ -113,6 +113,10 @@ def job_cancel(*, job: Job, actor) -> bool:
     )
     if not updated:
         return False
+    # A training job's model version ends with it (a queued one would otherwise wait forever).
+    ModelVersion.objects.filter(
+        job=job, status__in=[ModelStatus.QUEUED, ModelStatus.TRAINING]
+    ).update(status=ModelStatus.CANCELLED)
     audit_record(
         merchant=job.merchant,
         actor=actor,

@@ -87,3 +87,41 @@ def test_without_a_comparison_the_version_fails_with_a_clear_error(
     assert "single arm" in version.error
     assert Job.objects.get(pk=version.job_id).status == "failed"
     assert not np.any([v.is_champion for v in ModelVersion.objects.all()])
+
+
+def test_cancelling_a_queued_training_cancels_its_version(simulated, mona):
+    from modeling.services import job_cancel
+    from modeling.tasks import train_model
+
+    version = model_version_train(merchant=simulated, actor=mona, epochs=1)  # not run yet
+    job = Job.objects.get(pk=version.job_id)
+    assert job_cancel(job=job, actor=mona)
+    version.refresh_from_db()
+    assert version.status == "cancelled"
+    assert train_model.apply(args=[job.pk]).result is None  # a late delivery does nothing
+    version.refresh_from_db()
+    assert version.status == "cancelled" and not version.artifact_path
+
+
+def test_cancelling_during_training_stops_at_the_next_epoch(
+    simulated, mona, monkeypatch, django_capture_on_commit_callbacks
+):
+    from modeling import jobtask
+    from modeling.services import job_cancel
+
+    original = jobtask.job_report
+
+    def cancel_at_first_epoch(*, job, progress, message=""):
+        if message.startswith("Epoch 1/"):
+            job_cancel(job=job, actor=mona)  # a manager presses Cancel while it trains
+        original(job=job, progress=progress, message=message)
+
+    monkeypatch.setattr(jobtask, "job_report", cancel_at_first_epoch)
+    with django_capture_on_commit_callbacks(execute=True):
+        version = model_version_train(merchant=simulated, actor=mona, epochs=5)
+    version.refresh_from_db()
+    job = Job.objects.get(pk=version.job_id)
+    assert job.status == "cancelled"
+    assert version.status == "cancelled"
+    assert len(version.training_curves["epochs"]) == 1  # stopped after the first epoch
+    assert not version.artifact_path and not version.is_champion
