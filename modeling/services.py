@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from celery import Task
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -159,8 +160,6 @@ def worker_check_enqueue(*, merchant: Merchant, actor) -> list[Job]:
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion, actor, reason: str = "manual") -> ModelVersion:
     """Make a ready version its merchant's champion (the previous one steps down), audited."""
-    from django.core.exceptions import ValidationError
-
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if version.status != ModelStatus.READY:
         raise ValidationError("Only a ready model can become the champion.")

@@ -205,7 +205,7 @@ class Stage:
                 SELECT %s, s.customer_id, {self._timestamp("s.ts")}, s.fingerprint,
                     s.event_type, s.item_id, s.category, s.price, s.quantity
                 FROM {self.name} s
-                WHERE s.customer_id IS NOT NULL AND NOT EXISTS (
+                WHERE NOT EXISTS (
                     SELECT 1 FROM campaigns_event e
                     WHERE e.merchant_id = %s AND e.customer_id = s.customer_id
                         AND e.timestamp = {self._timestamp("s.ts")}
@@ -244,7 +244,7 @@ class Stage:
                     s.propensity, s.converted, s.revenue, %s, s.fingerprint
                 FROM {self.name} s
                 LEFT JOIN campaigns_coupontype ct ON ct.merchant_id = %s AND ct.code = s.arm
-                WHERE s.customer_id IS NOT NULL
+                WHERE true
                 ON CONFLICT (merchant_id, fingerprint) DO NOTHING""",
                 [merchant_id, source, merchant_id],
             )
