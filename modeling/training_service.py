@@ -84,16 +84,35 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     held_out = customer_split(treatments.customer_index, HELD_OUT_SHARE, config.seed + 1)
     training_rows = np.flatnonzero(~held_out)
     curves: list[dict[str, float]] = []
+    pretraining: list[dict[str, float]] = []
+
+    def on_pretrain_epoch(epoch: int, logs: dict[str, float]) -> None:
+        pretraining.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        ModelVersion.objects.filter(pk=version.pk).update(
+            training_curves={"pretraining": pretraining, "epochs": curves}
+        )
+        report(
+            8,
+            f"Pretraining the sequence encoder on recent behaviour: epoch {epoch + 1}/"
+            f"{config.pretrain_epochs}, loss {logs.get('loss', 0):.4f}",
+        )
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         curves.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
-        ModelVersion.objects.filter(pk=version.pk).update(training_curves={"epochs": curves})
+        ModelVersion.objects.filter(pk=version.pk).update(
+            training_curves={"pretraining": pretraining, "epochs": curves}
+        )
         share = 10 + int(75 * (epoch + 1) / max(config.epochs, 1))
         report(share, f"Epoch {epoch + 1}/{config.epochs}, loss {logs.get('loss', 0):.4f}")
 
     report(8, f"Training on {training_rows.size:,} of {len(treatments):,} treated customers")
     bundle = train_uplift_model(
-        events, treatments.take(training_rows), config, arms=data.arms, progress=on_epoch
+        events,
+        treatments.take(training_rows),
+        config,
+        arms=data.arms,
+        progress=on_epoch,
+        pretrain_progress=on_pretrain_epoch,
     )
     report(88, "Evaluating on held-out customers")
     evaluation = _evaluate(bundle, events, treatments, held_out, data.arms, config, report)
@@ -105,7 +124,13 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         arms=list(bundle.arms),
         artifact_path=str(path),
         evaluation=evaluation,
-        training_curves={"epochs": curves, "best_epoch": bundle.best_epoch + 1},
+        training_curves={
+            "pretraining": pretraining,
+            "pretraining_gain": bundle.pretraining.get("gain"),
+            "encoder_frozen": bundle.pretraining.get("frozen", False),
+            "epochs": curves,
+            "best_epoch": bundle.best_epoch + 1,
+        },
         data_counts={
             "customers": data.n_customers,
             "events": int(events.customer_index.size),

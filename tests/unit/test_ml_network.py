@@ -25,8 +25,15 @@ from modeling.network import (
     build_uplift_network,
 )
 from modeling.scoring import predict
-from modeling.sequences import EventArrays
-from modeling.training import TrainingConfig, TreatmentArrays, customer_split, train_uplift_model
+from modeling.sequences import EventArrays, fit_preprocessing
+from modeling.training import (
+    MIN_PRETRAIN_GAIN,
+    TrainingConfig,
+    TreatmentArrays,
+    customer_split,
+    pretraining_data,
+    train_uplift_model,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86_400
@@ -174,6 +181,67 @@ def test_training_is_reproducible_with_a_seed():
     second = train_uplift_model(events, treatments, config, arms=ARMS)
     assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
     assert np.array_equal(predict(first, events).p_convert, predict(second, events).p_convert)
+
+
+def history_predicts_last_week(n: int, seed: int) -> tuple[EventArrays, TreatmentArrays]:
+    """Customers who carted three weeks ago buy in the last week before the assignment (90 %),
+    the others rarely (10 %): what the encoder's pretraining task can learn."""
+    rng = np.random.default_rng(seed)
+    carted = rng.random(n) < 0.5
+    bought = rng.random(n) < np.where(carted, 0.9, 0.1)
+    rows = [(i, AS_OF - 30 * DAY, "view") for i in range(n)]
+    rows += [(i, AS_OF - 21 * DAY, "cart" if carted[i] else "view") for i in range(n)]
+    rows += [(i, AS_OF - 2 * DAY, "purchase") for i in np.flatnonzero(bought)]
+    customer, timestamp, kind = (np.array(c) for c in zip(*sorted(rows), strict=True))
+    events = EventArrays(
+        customer_index=customer,
+        timestamp=timestamp,
+        event_type=kind.astype(object),
+        category=np.full(len(customer), "tea", dtype=object),
+        price=np.full(len(customer), 20.0),
+        n_customers=n,
+        as_of=AS_OF,
+    )
+    arm = rng.integers(0, 3, n)
+    treatments = TreatmentArrays(
+        customer_index=np.arange(n),
+        arm=np.array(ARMS)[arm],
+        converted=rng.random(n) < 0.2,
+        revenue=np.full(n, 50.0),
+    )
+    return events, treatments
+
+
+def test_pretraining_labels_what_each_customer_did_in_the_last_days():
+    events, _ = history_predicts_last_week(40, seed=8)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "pretrain_horizon_days": 7})
+    preprocessing = fit_preprocessing(events, np.arange(40), max_len=6, min_count=1)
+    inputs, labels = pretraining_data(events, preprocessing, config)
+    purchase, cart, view = labels.T
+    bought = np.isin(np.arange(40), events.customer_index[events.event_type == "purchase"])
+    assert np.array_equal(purchase.astype(bool), bought)
+    assert not cart.any() and not view.any()  # carts and views are weeks old
+    # The inputs are built as of the cut: the last week's purchases are not in them.
+    assert (inputs.tokens > 0).sum(axis=1).max() == 2
+
+
+def test_an_informative_pretraining_freezes_the_encoder_and_an_empty_one_does_not(trained):
+    events, treatments = history_predicts_last_week(1200, seed=9)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "epochs": 2, "pretrain_epochs": 4})
+    seen = []
+    bundle = train_uplift_model(
+        events, treatments, config, arms=ARMS, pretrain_progress=lambda e, logs: seen.append(e)
+    )
+    assert seen == [0, 1, 2, 3] and len(bundle.pretraining["epochs"]) == 4
+    assert bundle.pretraining["gain"] > 0.2 and bundle.pretraining["frozen"]
+    assert not bundle.model.get_layer("lstm_0").trainable
+    assert not bundle.model.get_layer("token_embedding").trainable
+    # In the planted data every event is in the last four days: nothing to learn before the
+    # cut, so the encoder went on learning from the outcomes (and found the cart effect above).
+    planted_bundle, _ = trained
+    assert planted_bundle.pretraining["gain"] < MIN_PRETRAIN_GAIN
+    assert not planted_bundle.pretraining["frozen"]
+    assert planted_bundle.model.get_layer("lstm_0").trainable
 
 
 def test_customer_split_keeps_customers_together():
