@@ -96,14 +96,47 @@ def test_workers_score_every_customer_in_parallel_chunks(celery_worker, settings
     assert model_version_scores(version=version).p_convert.shape == (450, 6)
 
 
-def _await_job_end(job, timeout_s: float = 120) -> None:
-    """The chord's callback ends the job after the task that started it returned. The Job row
-    is what pages and the API read, so the test watches it (no Celery result to await: the
-    callback's result id from the django-db backend did not resolve in our tests)."""
+def test_cancelling_a_training_job_stops_the_worker_and_cancels_the_version(
+    celery_worker, settings, tmp_path, mona
+):
+    from campaigns.models import Merchant
+    from campaigns.simulated import merchant_load_simulation
+    from modeling.choices import ModelStatus
+    from modeling.services import job_cancel
+    from modeling.training_service import model_version_train
+
+    settings.MEDIA_ROOT = tmp_path
+    merchant = Merchant.objects.create(name="Sim", slug="sim-cancel")
+    merchant_load_simulation(merchant=merchant, customers=1000, seed=10, report=lambda _: None)
+    version = model_version_train(merchant=merchant, actor=mona, epochs=30)
+    job = Job.objects.get(pk=version.job_id)
+    # when the worker has reported its first epoch of encoder pretraining (7 more to go, then
+    # the training epochs and the evaluation) and a manager cancels
+    _await_job(job, lambda j: "epoch 1/" in j.message or j.status not in JobStatus.active())
+    assert job.status == JobStatus.RUNNING, (job.status, job.message, job.error)
+    assert job_cancel(job=job, actor=mona)
+    # then the task stops at its next progress report: no result, nothing saved as ready
+    assert AsyncResult(job.celery_task_id).get(timeout=300) is None
+    job.refresh_from_db()
+    version.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert version.status == ModelStatus.CANCELLED and not version.is_champion
+    assert not version.artifact_path
+
+
+def _await_job(job, condition, timeout_s: float = 120) -> None:
+    """Watch the Job row (what pages and the API read) until ``condition(job)`` holds."""
     import time
 
     deadline = time.monotonic() + timeout_s
     job.refresh_from_db()
-    while job.status == JobStatus.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.2)
+    while not condition(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
         job.refresh_from_db()
+
+
+def _await_job_end(job, timeout_s: float = 120) -> None:
+    """The chord's callback ends the job after the task that started it returned. The Job row
+    is what pages and the API read, so the test watches it (no Celery result to await: the
+    callback's result id from the django-db backend did not resolve in our tests)."""
+    _await_job(job, lambda j: j.status != JobStatus.RUNNING, timeout_s)
