@@ -35,6 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from modeling.economics import (
+    ORDER_SIGMA,
+    coupon_terms_from_specs,
+    expected_coupon_cost,
+)
+from modeling.economics import p_at_least as _p_at_least
+
 __all__ = [
     "ARMS_CONTROL",
     "BLOCK_SIZE",
@@ -67,8 +74,6 @@ DEFAULT_END = np.datetime64("2025-06-02T02:00:00", "s")
 # Changing it changes every merchant, so it is fixed; 10k customers is about 250k events per
 # block: big enough for numpy to run at full speed, small enough to keep temporaries small.
 BLOCK_SIZE = 10_000
-# Spread of the realized order value around its expectation (lognormal sigma).
-ORDER_SIGMA = 0.45
 
 
 @dataclass(frozen=True)
@@ -282,27 +287,6 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-_ERFC_COEFFICIENTS = (
-    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277,
-)  # fmt: skip
-
-
-def _erfc(x: np.ndarray) -> np.ndarray:
-    # Numerical Recipes' Chebyshev fit (erfcc): fractional error below 1.2e-7 everywhere.
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = np.zeros_like(t)
-    for c in reversed(_ERFC_COEFFICIENTS):
-        poly = c + t * poly
-    r = t * np.exp(-z * z + poly)
-    return np.where(x >= 0, r, 2.0 - r)
-
-
-def _norm_cdf(z: np.ndarray) -> np.ndarray:
-    return 0.5 * _erfc(-z / np.sqrt(2.0))
-
-
 def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One draw per row of ``probs`` (rows sum to 1), vectorized by inverse CDF."""
     cdf = np.cumsum(probs, axis=-1)
@@ -355,23 +339,6 @@ def _times_of_day():
 # ---------------------------------------------------------------------------------------------
 # Coupon economics: expected order value and discount cost by coupon kind
 # ---------------------------------------------------------------------------------------------
-def _lognormal_mu(mean: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(mean, 1e-6)) - 0.5 * ORDER_SIGMA**2
-
-
-def _p_at_least(mean: np.ndarray, level: float) -> np.ndarray:
-    if level <= 0:
-        return np.ones_like(mean)
-    return 1.0 - _norm_cdf((np.log(level) - _lognormal_mu(mean)) / ORDER_SIGMA)
-
-
-def _partial_mean_below(mean: np.ndarray, level: float) -> np.ndarray:
-    """E[X; X < level] for X lognormal with the given mean."""
-    if level <= 0:
-        return np.zeros_like(mean)
-    return mean * _norm_cdf((np.log(level) - _lognormal_mu(mean) - ORDER_SIGMA**2) / ORDER_SIGMA)
-
-
 def _basket_factor(coupon: CouponSpec, base_order_value: np.ndarray) -> np.ndarray:
     """How a coupon changes the expected basket: coupons change what people buy."""
     if coupon.kind == "percent_off":
@@ -390,24 +357,13 @@ def _basket_factor(coupon: CouponSpec, base_order_value: np.ndarray) -> np.ndarr
 def _expected_discount(
     coupon: CouponSpec, order_value: np.ndarray, shipping_fee: float, free_level: float
 ) -> np.ndarray:
-    """Expected cost to the merchant given a conversion, for orders ~ lognormal(order_value)."""
-    if coupon.kind in ("percent_off", "member_price"):
-        return coupon.value / 100.0 * order_value
-    if coupon.kind == "threshold_off":
-        return coupon.value * _p_at_least(order_value, coupon.min_spend)
-    if coupon.kind == "free_shipping":
-        # The fee on orders below the free-shipping level (never more than the order itself).
-        a = min(shipping_fee, free_level)
-        fee_part = shipping_fee * (
-            _p_at_least(order_value, a) - _p_at_least(order_value, free_level)
-        )
-        return _partial_mean_below(order_value, a) + fee_part
-    # amount_off: min(value, order) on orders of at least min_spend.
-    v, s = coupon.value, coupon.min_spend
-    if s >= v:
-        return v * _p_at_least(order_value, s)
-    below_v = _partial_mean_below(order_value, v) - _partial_mean_below(order_value, s)
-    return below_v + v * _p_at_least(order_value, v)
+    """Expected cost to the merchant given a conversion, for orders ~ lognormal(order_value):
+    ``economics.expected_coupon_cost`` of the coupon's terms (free shipping: the merchant's fee
+    and level)."""
+    (terms,) = coupon_terms_from_specs(
+        (coupon,), shipping_fee=shipping_fee, free_shipping_level=free_level
+    )
+    return expected_coupon_cost(terms, order_value)
 
 
 def _realized_discount(
