@@ -6,7 +6,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
-from .models import AuditEvent, Membership, Merchant
+from .models import Assignment, AuditEvent, Campaign, Membership, Merchant, Strategy
 
 User = get_user_model()
 
@@ -94,6 +94,57 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """Inspect only: campaigns, strategies and assignments change through their services
+    (which audit and keep the invariants), from the portal, the API or the commands."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Campaign)
+class CampaignAdmin(_ReadOnlyAdmin):
+    list_display = ["name", "merchant", "status", "goal", "budget", "starts_at", "ends_at"]
+    list_filter = ["status", "goal", "merchant"]
+    search_fields = ["name", "merchant__name", "merchant__slug"]
+    list_select_related = ["merchant"]
+    exclude = ["randomization_salt"]
+
+
+@admin.register(Strategy)
+class StrategyAdmin(_ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "campaign",
+        "merchant",
+        "status",
+        "budget",
+        "expected_cost",
+        "expected_profit",
+        "proposed_at",
+        "applied_at",
+    ]
+    list_filter = ["status", "merchant"]
+    search_fields = ["campaign__name", "merchant__name"]
+    list_select_related = ["campaign", "merchant"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(_ReadOnlyAdmin):
+    list_display = ["id", "campaign", "customer", "kind", "coupon_type", "code", "assigned_at"]
+    list_filter = ["kind", "merchant"]
+    search_fields = ["=code", "=customer__external_id"]
+    list_select_related = ["campaign", "customer", "coupon_type"]
+    raw_id_fields = ["customer", "strategy", "campaign"]
+    show_full_result_count = False  # millions of rows: no COUNT(*) per page
 
 
 admin.site.unregister(User)

@@ -33,6 +33,11 @@ class AuditVerb(models.TextChoices):
     COUPON_TYPE_CREATED = "coupon_type.created", _("Coupon type created")
     COUPON_TYPE_CHANGED = "coupon_type.changed", _("Coupon type changed")
     MODEL_PROMOTED = "model.promoted", _("Model promoted to champion")
+    CAMPAIGN_CREATED = "campaign.created", _("Campaign created")
+    CAMPAIGN_CHANGED = "campaign.changed", _("Campaign changed")
+    STRATEGY_PROPOSED = "strategy.proposed", _("Strategy proposed")
+    STRATEGY_APPLIED = "strategy.applied", _("Strategy applied")
+    STRATEGY_ROLLED_BACK = "strategy.rolled_back", _("Strategy rolled back")
 
 
 # ISO 4217 codes offered in forms; any three-letter upper-case code is accepted by the model.
@@ -102,6 +107,36 @@ class ImportStatus(models.TextChoices):
     SUCCEEDED = "succeeded", _("Imported")
     REJECTED = "rejected", _("Rejected: the file has errors, nothing was imported")
     FAILED = "failed", _("Failed: nothing was imported")
+
+
+class CampaignGoal(models.TextChoices):
+    """What the optimizer maximizes: incremental profit, revenue or conversions."""
+
+    PROFIT = "profit", _("Incremental profit")
+    REVENUE = "revenue", _("Incremental revenue")
+    CONVERSIONS = "conversions", _("Incremental conversions")
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", _("Draft: no strategy proposed yet")
+    READY = "ready", _("Ready: a strategy can be applied")
+    APPLIED = "applied", _("Applied: coupons assigned")
+    COMPLETED = "completed", _("Completed: the campaign has ended")
+
+
+class StrategyStatus(models.TextChoices):
+    PROPOSED = "proposed", _("Proposed")
+    APPLIED = "applied", _("Applied")
+    ROLLED_BACK = "rolled_back", _("Rolled back")
+    SUPERSEDED = "superseded", _("Superseded: the campaign changed after it was proposed")
+
+
+class AssignmentKind(models.TextChoices):
+    """Why a customer got what they got. Only ``treatment`` rows follow the model."""
+
+    TREATMENT = "treatment", _("The model's choice (a coupon or none)")
+    HOLDOUT = "holdout", _("Randomized holdout (no coupon)")
+    EXPLORATION = "exploration", _("Exploration (an arm drawn at random)")
 
 
 CONTROL_ARM = "control"

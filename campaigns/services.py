@@ -1,4 +1,5 @@
-"""Writes on merchants and memberships. Views and the API call these; they hold no logic."""
+"""Writes on merchants, memberships, coupon types and campaigns. Views and the API call these;
+they hold no logic. Strategies and assignments: campaigns/strategies.py and assignments.py."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
 
-from .choices import AuditVerb, Role
-from .models import AuditEvent, CouponType, Membership, Merchant
+from .choices import AuditVerb, CampaignStatus, Role, StrategyStatus
+from .models import AuditEvent, Campaign, CouponType, Membership, Merchant, Strategy
 
 User = get_user_model()
 
@@ -211,3 +212,188 @@ def coupon_type_update(*, coupon: CouponType, actor, **fields: Any) -> CouponTyp
             data=changed,
         )
     return coupon
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+# The settings a strategy is computed from: changing one makes proposed strategies stale.
+_STRATEGY_FIELDS = (
+    "goal",
+    "budget",
+    "caps",
+    "audience",
+    "holdout_share",
+    "exploration_share",
+    "margin_rate",
+    "average_order_value",
+    "coupon_types",
+)
+_CAMPAIGN_FIELDS = (
+    "name",
+    "starts_at",
+    "ends_at",
+    "code_prefix",
+    *_STRATEGY_FIELDS,
+)
+
+
+def _campaign_coupon_types(*, merchant: Merchant, codes: list[str]) -> list[CouponType]:
+    wanted = [str(code).strip().upper() for code in codes]
+    if not wanted:
+        raise ValidationError({"coupon_types": _("Offer at least one coupon type.")})
+    if len(set(wanted)) != len(wanted):
+        raise ValidationError({"coupon_types": _("Each coupon type may be listed once.")})
+    found = {c.code: c for c in CouponType.objects.filter(merchant=merchant, code__in=wanted)}
+    unknown = [code for code in wanted if code not in found]
+    if unknown:
+        raise ValidationError(
+            {
+                "coupon_types": _("This merchant has no coupon type %(codes)s.")
+                % {"codes": ", ".join(unknown)}
+            }
+        )
+    inactive = [code for code in wanted if not found[code].active]
+    if inactive:
+        raise ValidationError(
+            {
+                "coupon_types": _("Inactive coupon types cannot be offered: %(codes)s.")
+                % {"codes": ", ".join(inactive)}
+            }
+        )
+    return [found[code] for code in sorted(wanted)]
+
+
+def _check_caps(caps: dict, codes: list[str]) -> None:
+    unknown = sorted(set(caps) - set(codes))
+    if unknown:
+        raise ValidationError(
+            {
+                "caps": _("Caps name coupon types the campaign does not offer: %(codes)s.")
+                % {"codes": ", ".join(unknown)}
+            }
+        )
+
+
+def _campaign_change_value(value: Any) -> Any:
+    """A JSON-friendly form of a campaign setting, for the audit log."""
+    if isinstance(value, list | tuple):
+        return [_campaign_change_value(v) for v in value]
+    if isinstance(value, dict | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+@transaction.atomic
+def campaign_create(
+    *, merchant: Merchant, actor, coupon_types: list[str], **fields: Any
+) -> Campaign:
+    """A draft campaign. Unset margin rate and average order value default from the data."""
+    from .selectors import merchant_average_order_value
+
+    unknown = set(fields) - set(_CAMPAIGN_FIELDS)
+    if unknown:
+        raise ValidationError(_("Unknown campaign settings: %s") % ", ".join(sorted(unknown)))
+    coupons = _campaign_coupon_types(merchant=merchant, codes=coupon_types)
+    if fields.get("margin_rate") is None:
+        fields.pop("margin_rate", None)  # the model's documented default
+    if fields.get("average_order_value") is None:
+        fields["average_order_value"] = merchant_average_order_value(merchant=merchant)
+    fields["caps"] = {str(k).strip().upper(): v for k, v in (fields.get("caps") or {}).items()}
+    fields["code_prefix"] = (fields.get("code_prefix") or "").strip().upper()
+    fields.setdefault("audience", {})
+    campaign = Campaign(
+        merchant=merchant,
+        created_by=actor if actor is not None and actor.is_authenticated else None,
+        **fields,
+    )
+    campaign.full_clean()
+    _check_caps(campaign.caps, [c.code for c in coupons])
+    campaign.save()
+    campaign.coupon_types.set(coupons)
+    audit_record(
+        merchant=merchant,
+        actor=actor,
+        verb=AuditVerb.CAMPAIGN_CREATED,
+        target=campaign.name,
+        data={
+            "campaign": campaign.pk,
+            "goal": campaign.goal,
+            "budget": str(campaign.budget),
+            "coupon_types": [c.code for c in coupons],
+        },
+    )
+    return campaign
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, actor, **fields: Any) -> Campaign:
+    """Change a campaign's settings. Changing what a strategy depends on supersedes the
+    proposed strategies (they were computed for the old settings); once a strategy is applied,
+    only the name can change until it is rolled back."""
+    unknown = set(fields) - set(_CAMPAIGN_FIELDS)
+    if unknown:
+        raise ValidationError(_("Unknown campaign settings: %s") % ", ".join(sorted(unknown)))
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    before = {
+        key: (
+            sorted(campaign.coupon_types.values_list("code", flat=True))
+            if key == "coupon_types"
+            else getattr(campaign, key)
+        )
+        for key in fields
+    }
+    if "coupon_types" in fields:
+        coupons = _campaign_coupon_types(merchant=campaign.merchant, codes=fields["coupon_types"])
+        fields["coupon_types"] = [c.code for c in coupons]
+    if "caps" in fields:
+        fields["caps"] = {str(k).strip().upper(): v for k, v in (fields["caps"] or {}).items()}
+    if "code_prefix" in fields:
+        fields["code_prefix"] = (fields["code_prefix"] or "").strip().upper()
+    if fields.get("audience", {}) is None:
+        fields["audience"] = {}
+    changed = {k: v for k, v in fields.items() if before[k] != v}
+    if campaign.status in (CampaignStatus.APPLIED, CampaignStatus.COMPLETED) and set(changed) - {
+        "name"
+    }:
+        raise ValidationError(
+            _("This campaign is %(status)s: roll its strategy back before changing it.")
+            % {"status": campaign.status}
+        )
+    if not changed:
+        return campaign
+    for key, value in changed.items():
+        if key != "coupon_types":
+            setattr(campaign, key, value)
+    campaign.full_clean()
+    codes = changed.get("coupon_types", before.get("coupon_types")) or list(
+        campaign.coupon_types.values_list("code", flat=True)
+    )
+    _check_caps(campaign.caps, codes)
+    stale = bool(set(changed) & set(_STRATEGY_FIELDS))
+    if stale:
+        campaign.revision += 1
+        # Rolled-back strategies keep their status; their old revision stops them being applied.
+        superseded = Strategy.objects.filter(
+            campaign=campaign, status=StrategyStatus.PROPOSED
+        ).update(status=StrategyStatus.SUPERSEDED)
+        if campaign.status == CampaignStatus.READY:
+            campaign.status = CampaignStatus.DRAFT
+    campaign.save()
+    if "coupon_types" in changed:
+        campaign.coupon_types.set(
+            CouponType.objects.filter(merchant=campaign.merchant, code__in=changed["coupon_types"])
+        )
+    data = {
+        k: [_campaign_change_value(before[k]), _campaign_change_value(v)]
+        for k, v in changed.items()
+    }
+    if stale:
+        data["superseded_strategies"] = superseded
+    audit_record(
+        merchant=campaign.merchant,
+        actor=actor,
+        verb=AuditVerb.CAMPAIGN_CHANGED,
+        target=campaign.name,
+        data={"campaign": campaign.pk, **data},
+    )
+    return campaign

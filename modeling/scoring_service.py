@@ -3,8 +3,10 @@
 ``model_version_score`` queues a job; its task splits the merchant's customers into chunks by
 id and hands them to a Celery chord on the `scoring` queue: each chunk loads its customers'
 data, predicts with the version's artifact and writes one Parquet file atomically (a chunk run
-twice replaces its own file: nothing is written twice). The chord's callback marks the job and
-the version scored. The optimizer reads all chunks back in one pass (``model_version_scores``).
+twice replaces its own file: nothing is written twice): per customer its id, its lifecycle
+segment (``modeling.segments``) and, per arm, P(convert) and the expected order value. The
+chord's callback marks the job and the version scored. The optimizer reads all chunks back in
+one pass (``model_version_scores``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from modeling.choices import JobKind, JobStatus, ModelStatus
 from modeling.dataset import merchant_data_load, merchant_latest_event_time
 from modeling.models import Job, ModelVersion, ScoreChunk
 from modeling.scoring import predict
+from modeling.segments import lifecycle_from_events
 from modeling.services import job_enqueue, job_succeed
 
 # Customers per chunk. On the 2-core machine a chunk of 50k costs about 2-3 s (read ~1.5M
@@ -77,9 +80,17 @@ def score_chunk(
 ) -> ScoreChunk:
     """Predict for customers with ids in [first, last]; write the chunk file atomically."""
     bundle = _bundle(version.artifact_path)
-    data = merchant_data_load(merchant=version.merchant, customer_range=(first, last))
-    predictions = predict(bundle, data.event_arrays(as_of=as_of))
-    columns = {"customer_id": pa.array(data.customer_ids, pa.int64())}
+    data = merchant_data_load(
+        merchant=version.merchant, customer_range=(first, last), with_treatments=False
+    )
+    events = data.event_arrays(as_of=as_of)
+    predictions = predict(bundle, events)
+    columns = {
+        "customer_id": pa.array(data.customer_ids, pa.int64()),
+        # The lifecycle segment as of scoring: strategies stratify their holdout by it and
+        # report per segment, without reading the events again.
+        "lifecycle": pa.array(lifecycle_from_events(events, as_of=as_of), pa.int8()),
+    }
     for position, arm in enumerate(predictions.arms):
         columns[f"p_{arm}"] = pa.array(predictions.p_convert[:, position], pa.float32())
         if predictions.order_value is not None:
@@ -135,6 +146,9 @@ class VersionScores:
     arms: list[str]
     p_convert: np.ndarray  # float32 [n, A]
     order_value: np.ndarray | None  # float32 [n, A]
+    # int8 codes into modeling.segments.LIFECYCLE_SEGMENTS; None for chunks scored before
+    # scoring wrote them.
+    lifecycle: np.ndarray | None = None
 
 
 def model_version_scores(*, version: ModelVersion) -> VersionScores:
@@ -144,7 +158,13 @@ def model_version_scores(*, version: ModelVersion) -> VersionScores:
     )
     if not paths:
         raise ScoringError("This model has not scored the customers yet.")
-    table = pa.concat_tables([pq.read_table(path) for path in paths])
+    tables = [pq.read_table(path) for path in paths]
+    has_lifecycle = all("lifecycle" in t.column_names for t in tables)
+    if not has_lifecycle:
+        tables = [
+            t.drop_columns(["lifecycle"]) if "lifecycle" in t.column_names else t for t in tables
+        ]
+    table = pa.concat_tables(tables)
     arms = list(version.arms)
     p = np.column_stack([table.column(f"p_{arm}").to_numpy() for arm in arms])
     has_value = all(f"ov_{arm}" in table.column_names for arm in arms)
@@ -153,4 +173,5 @@ def model_version_scores(*, version: ModelVersion) -> VersionScores:
         if has_value
         else None
     )
-    return VersionScores(table.column("customer_id").to_numpy(), arms, p, value)
+    lifecycle = table.column("lifecycle").to_numpy() if has_lifecycle else None
+    return VersionScores(table.column("customer_id").to_numpy(), arms, p, value, lifecycle)

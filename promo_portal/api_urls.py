@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import ObtainAuthToken
 
 from campaigns.api import MemberApi, MerchantApi, MyMerchantsApi
+from campaigns.campaign_api import AssignmentApi, AssignmentExportApi, CampaignApi, StrategyApi
 from campaigns.imports.api import BulkImportApi, ImportApi
 from campaigns.tenancy import tenant_exempt
 from modeling.api import JobApi, ModelVersionApi
@@ -55,6 +56,43 @@ urlpatterns = [
         M + "models/<int:version_id>/promote/",
         ModelVersionApi.as_view({"post": "promote"}),
         name="model-promote",
+    ),
+    path(
+        M + "campaigns/",
+        CampaignApi.as_view({"get": "list", "post": "create"}),
+        name="campaign-list",
+    ),
+    path(
+        M + "campaigns/<int:campaign_id>/",
+        CampaignApi.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="campaign-detail",
+    ),
+    path(
+        M + "campaigns/<int:campaign_id>/propose/",
+        CampaignApi.as_view({"post": "propose"}),
+        name="campaign-propose",
+    ),
+    path(M + "strategies/", StrategyApi.as_view({"get": "list"}), name="strategy-list"),
+    path(
+        M + "strategies/<int:strategy_id>/",
+        StrategyApi.as_view({"get": "retrieve"}),
+        name="strategy-detail",
+    ),
+    path(
+        M + "strategies/<int:strategy_id>/apply/",
+        StrategyApi.as_view({"post": "apply"}),
+        name="strategy-apply",
+    ),
+    path(
+        M + "strategies/<int:strategy_id>/rollback/",
+        StrategyApi.as_view({"post": "rollback"}),
+        name="strategy-rollback",
+    ),
+    path(M + "assignments/", AssignmentApi.as_view({"get": "list"}), name="assignment-list"),
+    path(
+        M + "assignments/export/",
+        AssignmentExportApi.as_view(),
+        name="assignment-export",
     ),
     path(M + "jobs/", JobApi.as_view({"get": "list"}), name="job-list"),
     path(M + "jobs/<int:job_id>/", JobApi.as_view({"get": "retrieve"}), name="job-detail"),

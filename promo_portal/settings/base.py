@@ -195,6 +195,8 @@ SPECTACULAR_SETTINGS = {
         "ImportKindEnum": "campaigns.choices.ImportKind",
         "JobStatusEnum": "modeling.choices.JobStatus",
         "ImportStatusEnum": "campaigns.choices.ImportStatus",
+        "CampaignStatusEnum": "campaigns.choices.CampaignStatus",
+        "StrategyStatusEnum": "campaigns.choices.StrategyStatus",
     },
 }
 
@@ -226,6 +228,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_TASK_TIME_LIMIT + 10 * 60,
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat copies these into its database schedule on start (where admins can change them).
+CELERY_BEAT_SCHEDULE = {
+    "complete-ended-campaigns": {
+        "task": "campaigns.tasks.complete_ended_campaigns",
+        "schedule": 15 * 60,  # seconds: an applied campaign shows completed soon after its end
+    },
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- Logging --------------------------------------------------------------------------------
