@@ -61,6 +61,21 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def own_peak_rss_mib() -> float:
+    """This process's peak RSS in MiB. Not ru_maxrss alone: a child started by subprocess
+    (vfork + exec) inherits its parent's high-water mark there; VmHWM (Linux) belongs to its
+    own address space."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def target(metric: str, measured: float, unit: str, op: str, goal: float) -> bool:
     met = _OPS[op](measured, goal)
     shown = f"{measured:.3g}" if abs(measured) < 100 else f"{measured:.0f}"

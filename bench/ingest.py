@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from _harness import ROOT, Timer, setup_django, target, throwaway_database
+from _harness import ROOT, Timer, own_peak_rss_mib, setup_django, target, throwaway_database
 
 EVENT_TYPES = np.array(["view", "search", "cart", "favorite", "purchase", "refund", "review"])
 EVENT_WEIGHTS = np.array([0.55, 0.15, 0.12, 0.04, 0.09, 0.01, 0.04])
@@ -108,7 +107,7 @@ def child_import(args) -> None:
         )
         data_import = import_run(data_import=data_import)
     assert data_import.status == ImportStatus.SUCCEEDED, data_import.message
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = own_peak_rss_mib()
     print(
         json.dumps(
             {"seconds": timer.seconds, "rows": data_import.rows_inserted, "peak_mb": peak_mb}

@@ -54,7 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras
 import numpy as np
 
-from bench._harness import ROOT, Timer, median_of, setup_django, target, throwaway_database
+from bench._harness import (
+    ROOT,
+    Timer,
+    median_of,
+    own_peak_rss_mib,
+    setup_django,
+    target,
+    throwaway_database,
+)
 from bench.quality import merchant_arrays
 from modeling import simulation
 from modeling.network import model_input_names
@@ -444,7 +452,7 @@ def _score_child(version_id: int, chunk_size: int | None) -> None:
     finally:
         clock.restore()
     cpu = _cpu_seconds() - cpu_before
-    peak = _own_peak_rss_mib()
+    peak = own_peak_rss_mib()
     job.refresh_from_db()
     scores = scoring_service.model_version_scores(version=version)
     customer_ids = np.sort(
@@ -475,18 +483,6 @@ def _score_child(version_id: int, chunk_size: int | None) -> None:
             }
         )
     )
-
-
-def _own_peak_rss_mib() -> float:
-    """This process's peak RSS. Not ru_maxrss: a child started by subprocess (vfork + exec)
-    inherits its parent's high-water mark there; VmHWM belongs to its own address space."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mib()
 
 
 def _cpu_seconds() -> float:
