@@ -42,7 +42,13 @@ def merchant_load_simulation(
         )
         data_import = import_run(data_import=data_import)
         if data_import.status != ImportStatus.SUCCEEDED:
-            raise SimulationImportError(f"Importing {kind} failed: {data_import.message}")
+            shown = "; ".join(
+                f"line {e.get('line')}, {e.get('column')} {e.get('value')!r}: {e.get('reason')}"
+                for e in data_import.errors[:5]
+            )
+            raise SimulationImportError(
+                f"Importing {kind} failed: {data_import.message} {shown}".strip()
+            )
         report(f"  {kind}: {data_import.message}")
     return simulation
 

@@ -381,6 +381,20 @@ def _realized_discount(
 # ---------------------------------------------------------------------------------------------
 # The response: a function of the visible sequence plus latent noise
 # ---------------------------------------------------------------------------------------------
+def _strictly_increasing(customer: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Seconds made strictly increasing within each customer (rows sorted by customer, time):
+    a tie moves the later event on by a second. Two identical events in one second would be
+    a repeated row, which the import rightly rejects."""
+    if len(ts) == 0:
+        return ts
+    position = np.arange(len(ts), dtype=np.int64)
+    slack = ts - position  # non-decreasing within a customer <=> ts strictly increasing
+    low = slack.min()
+    span = np.int64(slack.max() - low + 1)
+    lifted = customer.astype(np.int64) * span + (slack - low)
+    return np.maximum.accumulate(lifted) - customer.astype(np.int64) * span + low + position
+
+
 def _sequence_drivers(
     *,
     customer: np.ndarray,
@@ -773,9 +787,12 @@ def _block(
     ts = np.floor(ts).astype(np.int64)
     keep = np.flatnonzero(ts < end_s)
     order = keep[np.argsort((e_cust[keep] << 32) + (ts[keep] - start_s + window), kind="stable")]
+    ev_cust, ev_ts = e_cust[order], _strictly_increasing(e_cust[order], ts[order])
+    order = order[ev_ts < end_s]
+    ev_cust, ev_ts = ev_cust[ev_ts < end_s], ev_ts[ev_ts < end_s]
     ev = {
-        "customer": e_cust[order],
-        "ts": ts[order],
+        "customer": ev_cust,
+        "ts": ev_ts,
         "kind": kind[order],
         "item": item[order],
         "category": category[order],
