@@ -71,8 +71,12 @@ def score_chunk_ranges(*, version: ModelVersion, size: int | None = None) -> lis
 
 @functools.lru_cache(maxsize=4)
 def _bundle(path: str):
-    # A scoring worker keeps the few artifacts it serves in memory between chunks.
-    return load_trained_model(Path(path))
+    # A scoring worker keeps the few artifacts it serves in memory between chunks, and predicts
+    # through XLA: Keras' "auto" leaves the LSTM uncompiled on TensorFlow, and compiled it
+    # predicted 1.2-2x faster on 2 cores with the same probabilities (to 2e-7).
+    bundle = load_trained_model(Path(path))
+    bundle.model.jit_compile = True
+    return bundle
 
 
 def score_chunk(
@@ -121,7 +125,11 @@ def scoring_as_of(*, version: ModelVersion) -> int:
 
 
 def scoring_finish(*, job: Job, version: ModelVersion, chunks: int) -> None:
+    from modeling.segment_service import model_version_segment_summary_refresh
+
     done = ScoreChunk.objects.filter(version=version).count()
+    # The segments page reads this one row instead of every customer's scores.
+    model_version_segment_summary_refresh(version=version)
     ModelVersion.objects.filter(pk=version.pk).update(scored_at=timezone.now())
     job_succeed(
         job=job, result={"chunks": done}, message=f"Scored all customers in {chunks} chunks"
