@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.generic import FormView, TemplateView
 
+from . import charts
 from .choices import EventType, ImportKind, ImportStatus, Role
 from .exports import csv_response
 from .imports.reading import InputError
@@ -41,18 +42,17 @@ PROBLEMS_SHOWN = 200
 STARTABLE = (ImportStatus.UPLOADED, ImportStatus.FAILED)
 ACTIVE = (ImportStatus.QUEUED, ImportStatus.RUNNING)
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies. One colour per event
-# type, the same on every merchant's chart.
+# One colour per event type, the same on every merchant's chart (palette: campaigns/charts.py).
 OKABE_ITO = {
-    EventType.VIEW: "#56B4E9",
-    EventType.SEARCH: "#E69F00",
-    EventType.CART: "#009E73",
-    EventType.FAVORITE: "#CC79A7",
-    EventType.PURCHASE: "#0072B2",
-    EventType.REFUND: "#D55E00",
-    EventType.REVIEW: "#F0E442",
+    EventType.VIEW: charts.SKY_BLUE,
+    EventType.SEARCH: charts.ORANGE,
+    EventType.CART: charts.GREEN,
+    EventType.FAVORITE: charts.PURPLE,
+    EventType.PURCHASE: charts.BLUE,
+    EventType.REFUND: charts.VERMILION,
+    EventType.REVIEW: charts.YELLOW,
 }
-OTHER_COLOUR = "#000000"
+OTHER_COLOUR = charts.BLACK
 
 
 # --- forms -------------------------------------------------------------------------------------

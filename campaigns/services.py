@@ -397,3 +397,48 @@ def campaign_update(*, campaign: Campaign, actor, **fields: Any) -> Campaign:
         data={"campaign": campaign.pk, **data},
     )
     return campaign
+
+
+def campaign_is_deletable(campaign: Campaign) -> bool:
+    """Only a campaign that never went out may be deleted: no strategy of it was ever applied
+    (rolled-back strategies count: their holdout was recorded and may be measured)."""
+    return (
+        campaign.status in (CampaignStatus.DRAFT, CampaignStatus.READY)
+        and not Strategy.objects.filter(
+            campaign=campaign,
+            status__in=(StrategyStatus.APPLIED, StrategyStatus.ROLLED_BACK),
+        ).exists()
+    )
+
+
+@transaction.atomic
+def campaign_delete(*, campaign: Campaign, actor) -> None:
+    """Delete a campaign that never went out (see :func:`campaign_is_deletable`) with its
+    proposed strategies and their decision files. Campaigns that went out are kept: their
+    assignments and holdout are the record the realized uplift is measured against."""
+    from pathlib import Path
+
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if not campaign_is_deletable(campaign):
+        raise ValidationError(
+            _(
+                "Only a campaign whose coupons never went out can be deleted; this one keeps "
+                "its assignments and holdout for measuring."
+            )
+        )
+    files = [
+        Path(path)
+        for path in Strategy.objects.filter(campaign=campaign).values_list(
+            "choices_path", flat=True
+        )
+        if path
+    ]
+    audit_record(
+        merchant=campaign.merchant,
+        actor=actor,
+        verb=AuditVerb.CAMPAIGN_CHANGED,
+        target=campaign.name,
+        data={"campaign": campaign.pk, "deleted": True},
+    )
+    campaign.delete()
+    transaction.on_commit(lambda: [path.unlink(missing_ok=True) for path in files])

@@ -81,6 +81,9 @@ class ModelVersion(models.Model):
     data_counts = models.JSONField(_("data"), default=dict, blank=True)
     training_curves = models.JSONField(_("training curves"), default=dict, blank=True)
     evaluation = models.JSONField(_("evaluation"), default=dict, blank=True)
+    # Per-segment sizes, traits and predicted uplift of the scored customers
+    # (modeling.segment_service), computed once when scoring finishes so pages read one row.
+    segment_summary = models.JSONField(_("segment summary"), default=dict, blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     is_champion = models.BooleanField(_("champion"), default=False)
     error = models.TextField(_("error"), blank=True)

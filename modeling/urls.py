@@ -1,4 +1,4 @@
-"""Job and model pages, mounted under /m/<merchant>/."""
+"""Job, model and segment pages, mounted under /m/<merchant>/."""
 
 from __future__ import annotations
 
@@ -16,10 +16,16 @@ urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="models"),
     path("models/train/", views.ModelTrainView.as_view(), name="model-train"),
     path("models/<int:version_id>/", views.ModelDetailView.as_view(), name="model"),
+    path(
+        "models/<int:version_id>/training/",
+        views.ModelTrainingProgressView.as_view(),
+        name="model-training",
+    ),
     path("models/<int:version_id>/score/", views.ModelScoreView.as_view(), name="model-score"),
     path(
         "models/<int:version_id>/promote/",
         views.ModelPromoteView.as_view(),
         name="model-promote",
     ),
+    path("segments/", views.SegmentsView.as_view(), name="segments"),
 ]

@@ -7,15 +7,17 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views import View
-from django.views.generic import DetailView, ListView
+from django.views.generic import DetailView, ListView, TemplateView
 
 from campaigns.tenancy import MerchantViewMixin
 
-from . import selectors, services
-from .choices import ModelPreset
+from . import charts, selectors, services
+from .choices import ModelPreset, ModelStatus
 from .models import Job, ModelVersion
 from .scoring_service import ScoringError, model_version_score
+from .segment_service import LIFECYCLE, model_version_segments
 from .training_service import model_version_train
 
 
@@ -66,13 +68,66 @@ class ModelListView(MerchantViewMixin, ListView):
         return selectors.merchant_model_versions(merchant=self.merchant)
 
 
+VERSIONS_SHOWN = 10  # the newest versions listed beside one version
+
+
+def _training_context(version: ModelVersion) -> dict:
+    return {
+        "is_training": version.status in (ModelStatus.QUEUED, ModelStatus.TRAINING),
+        "training_figures": charts.training_figures(version.training_curves or {}),
+        "epochs_done": len((version.training_curves or {}).get("epochs") or []),
+        "epochs_planned": (version.hyperparameters or {}).get("epochs"),
+    }
+
+
 class ModelDetailView(MerchantViewMixin, DetailView):
+    """One version: live training progress, then its held-out evaluation beside the baselines
+    (Qini curves per coupon, metrics with intervals, calibration) and the other versions."""
+
     template_name = "modeling/model_detail.html"
     context_object_name = "version"
     pk_url_kwarg = "version_id"
 
     def get_queryset(self):
         return selectors.merchant_model_versions(merchant=self.merchant)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        version = self.object
+        evaluation = version.evaluation or {}
+        context.update(_training_context(version))
+        context.update(
+            qini_figures=charts.qini_figures(evaluation),
+            calibration_figure=charts.calibration_figure(evaluation),
+            tables=charts.evaluation_tables(evaluation) if evaluation.get("arms") else None,
+            other_versions=list(
+                ModelVersion.objects.filter(merchant=self.merchant).only(
+                    "pk", "number", "status", "is_champion", "trained_at"
+                )[:VERSIONS_SHOWN]
+            ),
+        )
+        return context
+
+
+class ModelTrainingProgressView(ModelDetailView):
+    """The training-progress fragment (epoch, loss curves) the model page polls while the
+    version trains; when training ends, a poll asks htmx to reload the page once so the
+    evaluation appears."""
+
+    template_name = "modeling/_training_progress.html"
+
+    def get_context_data(self, **kwargs):
+        context = DetailView.get_context_data(self, **kwargs)
+        context.update(merchant=self.merchant, membership=self.membership)
+        context.update(_training_context(self.object))
+        return context
+
+    def render_to_response(self, context, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        polled = self.request.headers.get("HX-Request") and self.request.GET.get("poll")
+        if polled and not context["is_training"]:
+            response["HX-Refresh"] = "true"
+        return response
 
 
 class ModelPromoteView(MerchantViewMixin, View):
@@ -122,3 +177,80 @@ class ModelScoreView(MerchantViewMixin, View):
             return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)
         messages.success(request, _("Scoring has started."))
         return redirect("modeling:job", merchant=self.merchant.slug, job_id=job.pk)
+
+
+class SegmentsView(MerchantViewMixin, TemplateView):
+    """Per segment (lifecycle stages, uplift deciles of the champion's scores): size, traits,
+    predicted uplift per coupon with 95 % intervals, and (once outcomes exist) realized uplift."""
+
+    template_name = "modeling/segments.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        champion = selectors.merchant_champion(merchant=self.merchant)
+        summary = model_version_segments(version=champion) if champion is not None else None
+        groups = []
+        for group in (summary or {}).get("groups", []):
+            is_lifecycle = group["kind"] == LIFECYCLE
+            segments = [
+                _segment_row(segment, summary["coupons"], is_lifecycle)
+                for segment in group["segments"]
+            ]
+            title = _("Lifecycle segments") if is_lifecycle else _("Deciles of predicted uplift")
+            groups.append(
+                {
+                    "kind": group["kind"],
+                    "json_id": f"segments-{group['kind']}-data",
+                    "title": title,
+                    "segments": segments,
+                    "figure": charts.segment_uplift_figure(
+                        title=_("%(title)s: predicted uplift per coupon") % {"title": title},
+                        labels=[s["label"] for s in segments],
+                        segments=segments,
+                        coupons=summary["coupons"],
+                    ),
+                }
+            )
+        context.update(champion=champion, summary=summary, groups=groups)
+        return context
+
+
+LIFECYCLE_LABELS = {
+    "new": _lazy("New"),
+    "active": _lazy("Active"),
+    "lapsing": _lazy("Lapsing"),
+    "lost": _lazy("Lost"),
+    "prospect": _lazy("Prospect (never bought)"),
+}
+
+
+def _segment_label(key: str, is_lifecycle: bool) -> str:
+    if is_lifecycle:
+        return str(LIFECYCLE_LABELS.get(key, key))
+    return _("Decile %(n)s") % {"n": key}
+
+
+def _scaled(entry: dict | None, factor: float) -> dict | None:
+    if entry is None:
+        return None
+    return {k: (None if v is None else v * factor) for k, v in entry.items()}
+
+
+def _segment_row(segment: dict, coupons: list[str], is_lifecycle: bool) -> dict:
+    """One table row: rates in percent, uplift in percentage points, values in currency."""
+    p_control = segment.get("p_control")
+    values = segment.get("incremental_value") or {}
+    return {
+        **segment,
+        "label": _segment_label(segment["key"], is_lifecycle),
+        "share_pct": 100.0 * segment["share"],
+        "p_control_pct": None if p_control is None else 100.0 * p_control,
+        "per_coupon": [
+            {
+                "coupon": coupon,
+                "uplift_pp": _scaled((segment.get("uplift") or {}).get(coupon), 100.0),
+                "value": values.get(coupon),
+            }
+            for coupon in coupons
+        ],
+    }

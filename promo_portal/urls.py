@@ -51,6 +51,7 @@ urlpatterns = [
     path("m/<slug:merchant>/", include("campaigns.urls")),
     path("m/<slug:merchant>/data/", include("campaigns.data_urls")),
     path("m/<slug:merchant>/", include("modeling.urls")),
+    path("m/<slug:merchant>/", include("campaigns.campaign_urls")),
     path("api/v1/", include("promo_portal.api_urls")),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -16,7 +16,13 @@ from campaigns.checks import Route, iter_routes
 from campaigns.choices import Role
 from campaigns.models import DataImport, Membership
 from campaigns.tenancy import MERCHANT_KWARG, classify_view, guard_problem
-from tests.factories import CampaignFactory, JobFactory, ModelVersionFactory, StrategyFactory
+from tests.factories import (
+    CampaignFactory,
+    CouponTypeFactory,
+    JobFactory,
+    ModelVersionFactory,
+    StrategyFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +32,7 @@ OBJECTS: dict[str, Callable] = {
     "job_id": lambda merchant, owner: JobFactory(merchant=merchant).pk,
     "member_id": lambda merchant, owner: Membership.objects.get(merchant=merchant, user=owner).pk,
     "campaign_id": lambda merchant, owner: CampaignFactory(merchant=merchant).pk,
+    "coupon_type_id": lambda merchant, owner: CouponTypeFactory(merchant=merchant).pk,
     "strategy_id": lambda merchant, owner: StrategyFactory(campaign__merchant=merchant).pk,
     "import_id": lambda merchant, owner: (
         DataImport.objects.create(
