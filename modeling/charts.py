@@ -27,6 +27,20 @@ METHOD_LABELS = {
 }
 
 
+def _methods(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The model and its baselines in the order of METHOD_LABELS (PostgreSQL's jsonb keeps
+    keys sorted, not in the order they were written)."""
+    found = {"lstm": evaluation, **(evaluation.get("baselines") or {})}
+    order = [name for name in METHOD_LABELS if name in found]
+    return {name: found[name] for name in order + sorted(set(found) - set(order))}
+
+
+def _arms(evaluation: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Coupon arms in code order, as ``ModelVersion.arms`` lists them (whatever the database
+    did to the key order)."""
+    return sorted((evaluation.get("arms") or {}).items())
+
+
 def method_label(name: str) -> str:
     return str(METHOD_LABELS.get(name, name))
 
@@ -115,9 +129,9 @@ def _percent(values: list[float | None]) -> list[float | None]:
 def qini_figures(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     """Per coupon: the Qini curves of the model and every baseline on one chart, with the
     random line and (hidden until clicked in the legend) the perfect ranking."""
-    methods = {"lstm": evaluation, **(evaluation.get("baselines") or {})}
+    methods = _methods(evaluation)
     figures = []
-    for arm, entry in (evaluation.get("arms") or {}).items():
+    for arm, entry in _arms(evaluation):
         traces = []
         for position, (name, report) in enumerate(methods.items()):
             curve = ((report.get("arms") or {}).get(arm) or {}).get("qini_curve")
@@ -185,7 +199,7 @@ def calibration_figure(evaluation: dict[str, Any]) -> dict[str, Any] | None:
     series = [(_("All held-out customers (arm received)"), overall)]
     series += [
         (_("Coupon %(arm)s") % {"arm": arm}, entry.get("calibration") or {})
-        for arm, entry in (evaluation.get("arms") or {}).items()
+        for arm, entry in _arms(evaluation)
     ]
     traces = []
     top = 0.0
@@ -296,7 +310,7 @@ def evaluation_tables(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The held-out metrics of the model and every baseline, side by side: one summary row per
     method (policy values with their 95 % intervals, in percent) and, per coupon, one row per
     method with its ranking metrics (uplift at k in percentage points)."""
-    methods = {"lstm": evaluation, **(evaluation.get("baselines") or {})}
+    methods = _methods(evaluation)
     summary = []
     for name, report in methods.items():
         policy = report.get("policy") or {}
@@ -312,7 +326,7 @@ def evaluation_tables(evaluation: dict[str, Any]) -> dict[str, Any]:
             }
         )
     per_arm = []
-    for arm, entry in (evaluation.get("arms") or {}).items():
+    for arm, entry in _arms(evaluation):
         rows = []
         for name, report in methods.items():
             metrics = (report.get("arms") or {}).get(arm)
