@@ -39,6 +39,7 @@ from modeling.economics import (
     ORDER_SIGMA,
     coupon_terms_from_specs,
     expected_coupon_cost,
+    realized_coupon_cost,
 )
 from modeling.economics import p_at_least as _p_at_least
 
@@ -369,13 +370,11 @@ def _expected_discount(
 def _realized_discount(
     coupon: CouponSpec, order: np.ndarray, shipping_fee: float, free_level: float
 ) -> np.ndarray:
-    if coupon.kind in ("percent_off", "member_price"):
-        return coupon.value / 100.0 * order
-    if coupon.kind == "threshold_off":
-        return np.where(order >= coupon.min_spend, coupon.value, 0.0)
-    if coupon.kind == "free_shipping":
-        return np.where(order < free_level, np.minimum(shipping_fee, order), 0.0)
-    return np.where(order >= coupon.min_spend, np.minimum(coupon.value, order), 0.0)
+    """The cost of one redemption on these orders: ``economics.realized_coupon_cost``."""
+    (terms,) = coupon_terms_from_specs(
+        (coupon,), shipping_fee=shipping_fee, free_shipping_level=free_level
+    )
+    return realized_coupon_cost(terms, order)
 
 
 # ---------------------------------------------------------------------------------------------

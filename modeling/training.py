@@ -284,6 +284,10 @@ def build_model_for(
         delta_l2=config.delta_l2,
         sequence_dropout=config.sequence_dropout,
     )
+    return _compile(model, n_arms, config)
+
+
+def _compile(model: keras.Model, n_arms: int, config: TrainingConfig) -> keras.Model:
     return compile_uplift_network(
         model,
         n_arms=n_arms,
@@ -493,13 +497,7 @@ def train_uplift_model(
             for layer in model.layers:
                 if layer.name == "token_embedding" or layer.name.startswith("lstm_"):
                     layer.trainable = False
-        compile_uplift_network(
-            model,
-            n_arms=len(arms),
-            learning_rate=config.learning_rate,
-            revenue_loss_weight=config.revenue_loss_weight,
-            jit_compile=config.jit_compile,
-        )
+        _compile(model, len(arms), config)  # after freezing: trainable flags take effect
     _initialize_base(model, y, train)
     names = model_input_names(model)
 

@@ -86,11 +86,14 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     curves: list[dict[str, float]] = []
     pretraining: list[dict[str, float]] = []
 
-    def on_pretrain_epoch(epoch: int, logs: dict[str, float]) -> None:
-        pretraining.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+    def save_curves() -> None:  # live, for the model page's training chart
         ModelVersion.objects.filter(pk=version.pk).update(
             training_curves={"pretraining": pretraining, "epochs": curves}
         )
+
+    def on_pretrain_epoch(epoch: int, logs: dict[str, float]) -> None:
+        pretraining.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        save_curves()
         report(
             8,
             f"Pretraining the sequence encoder on recent behaviour: epoch {epoch + 1}/"
@@ -99,9 +102,7 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         curves.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
-        ModelVersion.objects.filter(pk=version.pk).update(
-            training_curves={"pretraining": pretraining, "epochs": curves}
-        )
+        save_curves()
         share = 10 + int(75 * (epoch + 1) / max(config.epochs, 1))
         report(share, f"Epoch {epoch + 1}/{config.epochs}, loss {logs.get('loss', 0):.4f}")
 

@@ -24,8 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def proposed(merchant_a, mona, settings, tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks are PostgreSQL's")
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_ARTIFACT_ROOT = tmp_path / "models"
     scored = scored_merchant(merchant_a, customers=3000, seed=5, chunk_size=1000)
