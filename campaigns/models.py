@@ -109,6 +109,33 @@ class Membership(models.Model):
         return Role(self.role).includes(required)
 
 
+class UserPreference(models.Model):
+    """Per-user settings that follow the user across merchants: the interface language."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default=settings.LANGUAGE_CODE,
+    )
+
+    class Meta:
+        verbose_name = _("user preference")
+        verbose_name_plural = _("user preferences")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(language__in=[code for code, _name in settings.LANGUAGES]),
+                name="userpreference_language_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language}"
+
+
 class AuditEvent(models.Model):
     """Who did what, when: written explicitly by services, never by signals."""
 
