@@ -306,10 +306,27 @@ def _estimate_pct(estimate: dict[str, Any] | None) -> dict[str, float] | None:
     }
 
 
+def _metric(
+    metrics: dict[str, Any], intervals: dict[str, Any], key: str, scale: float = 1.0
+) -> dict[str, float | None] | None:
+    """A ranking metric with its bootstrap interval (``low``/``high`` None for versions
+    evaluated before intervals were stored), scaled (100 for percentage points), or None."""
+    value = metrics.get(key)
+    if value is None:
+        return None
+    low, high = intervals.get(key) or (None, None)
+    return {
+        "value": scale * value,
+        "low": None if low is None else scale * low,
+        "high": None if high is None else scale * high,
+    }
+
+
 def evaluation_tables(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The held-out metrics of the model and every baseline, side by side: one summary row per
     method (policy values with their 95 % intervals, in percent) and, per coupon, one row per
-    method with its ranking metrics (uplift at k in percentage points)."""
+    method with its ranking metrics and their 95 % bootstrap intervals (uplift at k in
+    percentage points)."""
     methods = _methods(evaluation)
     summary = []
     for name, report in methods.items():
@@ -332,19 +349,19 @@ def evaluation_tables(evaluation: dict[str, Any]) -> dict[str, Any]:
             metrics = (report.get("arms") or {}).get(arm)
             if not metrics:
                 continue
+            intervals = metrics.get("intervals") or {}
             rows.append(
                 {
                     "label": method_label(name),
                     "is_model": name == "lstm",
-                    "qini": metrics.get("qini_coefficient"),
-                    "auuc": metrics.get("auuc"),
+                    "qini": _metric(metrics, intervals, "qini_coefficient"),
+                    "auuc": _metric(metrics, intervals, "auuc"),
                     "uplift_at": [
-                        None if metrics.get(f"uplift_at_{k}") is None
-                        else 100.0 * metrics[f"uplift_at_{k}"]
+                        _metric(metrics, intervals, f"uplift_at_{k}", scale=100.0)
                         for k in (10, 20, 30)
                     ],
                 }
-            )  # fmt: skip
+            )
         per_arm.append(
             {
                 "arm": arm,

@@ -1,10 +1,11 @@
 """Offline evaluation of uplift models on held-out randomized data.
 
 Per coupon arm against control (rows that received either): the Qini curve (points for a
-chart), the normalized Qini coefficient, the normalized area under the uplift curve (AUUC),
-uplift at the top k %; calibration of predicted conversion; and the value of a policy (an arm or
-control per customer) by inverse-propensity weighting and doubly-robust estimation, each with a
-95 % confidence interval from the per-row influence values (normal approximation).
+chart), the normalized Qini coefficient, the normalized area under the uplift curve (AUUC) and
+uplift at the top k %, each with a 95 % bootstrap interval; calibration of predicted
+conversion; and the value of a policy (an arm or control per customer) by inverse-propensity
+weighting and doubly-robust estimation, each with a 95 % confidence interval from the per-row
+influence values (normal approximation).
 
 Definitions follow scikit-uplift (``sklift.metrics``) so the figures can be compared:
 
@@ -45,6 +46,8 @@ __all__ = [
     "qini_coefficient",
     "qini_curve",
     "qini_curve_points",
+    "ranking_metric_intervals",
+    "ranking_metrics_weighted",
     "true_qini_coefficient",
     "uplift_at_k",
     "uplift_curve",
@@ -141,6 +144,145 @@ def uplift_at_k(y, score, treatment, k: float) -> float:
     if len(treated) == 0 or len(control) == 0:
         return float("nan")
     return float(y[treated].mean() - y[control].mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap intervals for the ranking metrics
+# ---------------------------------------------------------------------------------------------
+BOOTSTRAP_REPLICATES = 200
+_BOOTSTRAP_BATCH_CELLS = 4_000_000  # replicates x rows per batch: about 32 MB of float64
+
+
+class _Ranked:
+    """One ranking of rows, best score first, with its tie groups: the positions where a run
+    of equal scores ends. Weighted statistics over it (below) equal the unweighted ones on the
+    rows repeated by their integer weights, so Poisson weights give a bootstrap without
+    re-sorting each replicate."""
+
+    def __init__(self, score: np.ndarray, y: np.ndarray, treatment: np.ndarray) -> None:
+        order = np.argsort(score, kind="mergesort")[::-1]
+        self.order = order
+        self.y = y[order]
+        self.t = treatment[order].astype(np.float64)
+        self.ends = np.r_[np.flatnonzero(np.diff(score[order])), len(order) - 1]
+
+    def sums(self, w: np.ndarray):
+        """Weighted cumulative (n_all, n_t, n_c, y_t, y_c) at the tie ends, per replicate."""
+        w = w[:, self.order]
+        n_all = np.cumsum(w, axis=1)
+        wt = w * self.t
+        n_t = np.cumsum(wt, axis=1)
+        y_t = np.cumsum(wt * self.y, axis=1)
+        y_c = np.cumsum((w - wt) * self.y, axis=1)
+        n_all, n_t, y_t, y_c = (a[:, self.ends] for a in (n_all, n_t, y_t, y_c))
+        return n_all, n_t, n_all - n_t, y_t, y_c
+
+
+def _curve_area(x: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Trapezoid area of each replicate's curve from (0, 0) and its random-line area."""
+    x0 = np.concatenate([np.zeros((len(x), 1)), x], axis=1)
+    v0 = np.concatenate([np.zeros((len(v), 1)), v], axis=1)
+    area = np.trapezoid(v0, x0, axis=1)
+    return area, 0.5 * x[:, -1] * v[:, -1]
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+
+def _qini_values(sums) -> tuple[np.ndarray, np.ndarray]:
+    n_all, n_t, n_c, y_t, y_c = sums
+    return n_all, y_t - y_c * _ratio(n_t, n_c)
+
+
+def _uplift_values(sums) -> tuple[np.ndarray, np.ndarray]:
+    n_all, n_t, n_c, y_t, y_c = sums
+    return n_all, (_ratio(y_t, n_t) - _ratio(y_c, n_c)) * n_all
+
+
+def _normalized_weighted(values, ranked: _Ranked, perfect: _Ranked, w) -> np.ndarray:
+    area, _ = _curve_area(*values(ranked.sums(w)))
+    perfect_area, random_area = _curve_area(*values(perfect.sums(w)))
+    best = perfect_area - random_area
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(best != 0, (area - random_area) / best, np.nan)
+
+
+def _uplift_at_k_weighted(ranked: _Ranked, w: np.ndarray, k: float) -> np.ndarray:
+    """uplift_at_k on the rows repeated by their weights: the first int(k N) copies in rank
+    order, a row's copies cut where the count runs out."""
+    w = w[:, ranked.order]
+    cutoff = np.floor(k * w.sum(axis=1, keepdims=True))
+    before = np.cumsum(w, axis=1) - w
+    taken = np.clip(cutoff - before, 0.0, w)
+    n_t = (taken * ranked.t).sum(axis=1)
+    n_c = (taken * (1.0 - ranked.t)).sum(axis=1)
+    y_t = (taken * ranked.t * ranked.y).sum(axis=1)
+    y_c = (taken * (1.0 - ranked.t) * ranked.y).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n_t > 0) & (n_c > 0), y_t / n_t - y_c / n_c, np.nan)
+
+
+def ranking_metrics_weighted(
+    y, score, treatment, weights, ks: Sequence[float] = (0.1, 0.2, 0.3)
+) -> dict[str, np.ndarray]:
+    """The Qini coefficient, AUUC and uplift at each k, once per row of ``weights`` [B, n]
+    (non-negative integer weights: the statistic of the rows repeated that many times)."""
+    y, score, treatment = _arrays(y, score, treatment)
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    ranked = _Ranked(score, y, treatment)
+    qini_perfect = _Ranked(y * treatment - y * ~treatment, y, treatment)
+    out = {"qini_coefficient": _normalized_weighted(_qini_values, ranked, qini_perfect, w)}
+    # AUUC's perfect ranking depends on which count is larger, per replicate (see auuc()).
+    control_responders = (w * ((y == 1) & ~treatment)).sum(axis=1)
+    treated_nonresponders = (w * ((y == 0) & treatment)).sum(axis=1)
+    by_y = _Ranked(2.0 * (y == treatment) + y, y, treatment)
+    by_t = _Ranked(2.0 * (y == treatment) + treatment, y, treatment)
+    out["auuc"] = np.where(
+        control_responders > treated_nonresponders,
+        _normalized_weighted(_uplift_values, ranked, by_y, w),
+        _normalized_weighted(_uplift_values, ranked, by_t, w),
+    )
+    for k in ks:
+        out[f"uplift_at_{round(k * 100)}"] = _uplift_at_k_weighted(ranked, w, k)
+    return out
+
+
+def ranking_metric_intervals(
+    y,
+    score,
+    treatment,
+    ks: Sequence[float] = (0.1, 0.2, 0.3),
+    *,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
+) -> dict[str, list[float | None]]:
+    """95 % percentile-bootstrap intervals ``[low, high]`` of the Qini coefficient, AUUC and
+    uplift at each k. Each replicate resamples the rows through Poisson(1) weights (the Poisson
+    bootstrap), so the rows are ranked once and every replicate is a vectorized weighted sum;
+    replicates run in batches to keep memory flat. Deterministic by ``seed``."""
+    y, score, treatment = _arrays(y, score, treatment)
+    n = len(y)
+    names = ["qini_coefficient", "auuc", *(f"uplift_at_{round(k * 100)}" for k in ks)]
+    if n < 2 or replicates < 2:
+        return {name: [None, None] for name in names}
+    rng = np.random.default_rng(seed)
+    batch = max(1, min(replicates, _BOOTSTRAP_BATCH_CELLS // n))
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, replicates, batch):
+        weights = rng.poisson(1.0, size=(min(batch, replicates - start), n))
+        for name, values in ranking_metrics_weighted(y, score, treatment, weights, ks).items():
+            draws[name].append(values)
+    intervals: dict[str, list[float | None]] = {}
+    for name in names:
+        values = np.concatenate(draws[name])
+        values = values[np.isfinite(values)]
+        if len(values) < replicates // 2:  # mostly undefined (e.g. an arm without responders)
+            intervals[name] = [None, None]
+        else:
+            low, high = np.percentile(values, [2.5, 97.5])
+            intervals[name] = [float(low), float(high)]
+    return intervals
 
 
 def qini_curve_points(y, score, treatment, max_points: int = 101) -> dict[str, list[float]]:
@@ -282,13 +424,17 @@ def evaluate_uplift(
     policy_outcome_model: np.ndarray | None = None,
     ks: Sequence[float] = (0.1, 0.2, 0.3),
     max_points: int = 101,
+    bootstrap_replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The model page's offline report on held-out randomized rows.
 
     ``p_convert`` [n, A] are the predictions for the rows' customers; per coupon arm the scores
     are the predicted uplift ``p[:, a] - p[:, 0]`` on the rows that received arm a or control.
     With ``policy`` (arm per row) the report adds its value on ``policy_outcome`` (default: the
-    conversion), by IPW and, given ``policy_outcome_model`` [n, A], doubly robust."""
+    conversion), by IPW and, given ``policy_outcome_model`` [n, A], doubly robust. Per arm,
+    ``intervals`` holds 95 % bootstrap intervals of the ranking metrics
+    (:func:`ranking_metric_intervals`, seeded by ``seed``)."""
     p = np.asarray(p_convert, dtype=np.float64)
     arm = np.asarray(arm, dtype=np.int64)
     y = np.asarray(converted, dtype=np.float64)
@@ -306,6 +452,9 @@ def evaluate_uplift(
         }
         for k in ks:
             entry[f"uplift_at_{round(k * 100)}"] = uplift_at_k(y[rows], score, treated, k)
+        entry["intervals"] = ranking_metric_intervals(
+            y[rows], score, treated, ks, replicates=bootstrap_replicates, seed=seed + a
+        )
         entry["calibration"] = calibration(p[arm == a, a], y[arm == a])
         report["arms"][arms[a]] = entry
     report["calibration"] = calibration(p[np.arange(len(arm)), arm], y)

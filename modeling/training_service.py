@@ -181,7 +181,7 @@ def _evaluate(bundle, events, treatments, held_out, arms, config: TrainingConfig
     def measure(p: np.ndarray, policy: np.ndarray) -> dict[str, Any]:
         return evaluate_uplift(
             p, arm, converted, arms=arms, propensity=propensity, policy=policy,
-            policy_outcome_model=p,
+            policy_outcome_model=p, seed=config.seed,
         )  # fmt: skip
 
     def best_uplift(p: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from modeling.metrics import (
     qini_coefficient,
     qini_curve,
     qini_curve_points,
+    ranking_metric_intervals,
+    ranking_metrics_weighted,
     true_qini_coefficient,
     uplift_at_k,
     uplift_curve,
@@ -186,3 +188,52 @@ def test_evaluate_uplift_report():
     assert a["qini_coefficient"] > 0.1 and a["uplift_at_10"] > a["uplift_at_30"] > 0
     assert len(a["qini_curve"]["share"]) == 101 and len(a["calibration"]["count"]) == 10
     assert report["policy"]["dr_lift"]["value"] > 0
+    for name in ("qini_coefficient", "auuc", "uplift_at_10", "uplift_at_20", "uplift_at_30"):
+        low, high = a["intervals"][name]
+        assert low < a[name] < high
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_ranking_metrics_equal_the_metrics_of_repeated_rows(seed):
+    """The bootstrap's shortcut: integer weights on rows ranked once give exactly the metrics
+    of the rows repeated that many times (ties, cuts through a row's copies and all)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    y = (rng.random(n) < 0.3).astype(float)
+    t = rng.random(n) < 0.5
+    score = np.round(rng.normal(size=n), 1)  # many ties
+    weights = rng.poisson(1.0, size=(4, n))
+    got = ranking_metrics_weighted(y, score, t, weights)
+    for b, w in enumerate(weights):
+        yy, ss, tt = np.repeat(y, w), np.repeat(score, w), np.repeat(t, w)
+        expected = {
+            "qini_coefficient": qini_coefficient(yy, ss, tt),
+            "auuc": auuc(yy, ss, tt),
+            **{f"uplift_at_{k}": uplift_at_k(yy, ss, tt, k / 100) for k in (10, 20, 30)},
+        }
+        for name, value in expected.items():
+            np.testing.assert_allclose(got[name][b], value, atol=1e-12, err_msg=name)
+
+
+def test_bootstrap_intervals_are_deterministic_and_cover_the_truth():
+    rng = np.random.default_rng(11)
+    n = 4000
+    x = rng.random(n)
+    t = rng.random(n) < 0.5
+    y = (rng.random(n) < 0.1 + 0.2 * x * t).astype(float)  # the uplift grows with x
+    first = ranking_metric_intervals(y, x, t, seed=3)
+    assert first == ranking_metric_intervals(y, x, t, seed=3)
+    assert first != ranking_metric_intervals(y, x, t, seed=4)
+    # true uplift in the top 10 % (x > 0.9) is 0.2 x 0.95 = 0.19; a random score has Qini ~ 0
+    low, high = first["uplift_at_10"]
+    assert low < 0.19 < high and low > 0.05
+    low, high = ranking_metric_intervals(y, rng.random(n), t, seed=3)["qini_coefficient"]
+    assert low < 0 < high
+    assert first["qini_coefficient"][0] > high  # the informative score is clearly better
+
+
+def test_bootstrap_intervals_are_empty_when_undefined():
+    assert ranking_metric_intervals([1.0], [0.5], [True]) == {
+        name: [None, None]
+        for name in ("qini_coefficient", "auuc", "uplift_at_10", "uplift_at_20", "uplift_at_30")
+    }

@@ -96,8 +96,12 @@ def test_the_metrics_table_puts_methods_side_by_side_with_intervals(merchant_a, 
     dr = evaluation["policy"]["dr"]
     assert f"[{100 * dr['low']:.2f}, {100 * dr['high']:.2f}]" in summary  # the 95 % interval
     assert page.count('data-testid="arm-metrics"') == 2  # Qini, AUUC, uplift@k per coupon
-    qini = evaluation["baselines"]["t_learner"]["arms"]["AMT20"]["qini_coefficient"]
-    assert f"{qini:.3f}" in page
+    amt20 = evaluation["baselines"]["t_learner"]["arms"]["AMT20"]
+    low, high = amt20["intervals"]["qini_coefficient"]
+    assert f"{amt20['qini_coefficient']:.3f}" in page
+    assert f"[{low:.3f}, {high:.3f}]" in page  # its bootstrap interval
+    low, high = amt20["intervals"]["uplift_at_10"]
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in page
 
 
 def test_the_calibration_chart_shows_predicted_against_observed_by_decile(
