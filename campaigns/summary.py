@@ -25,8 +25,10 @@ Layout of ``MerchantDataSummary.data`` (JSON; times in ISO 8601, UTC):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.db.models import Avg, Case, Count, F, Max, Min, Q, Sum, When
@@ -35,8 +37,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .choices import CONTROL_ARM, EventType, ImportKind, ImportStatus
-from .models import Customer, DataImport, Event, Merchant, MerchantDataSummary, TreatmentLog
+from .choices import CONTROL_ARM, CampaignStatus, EventType, ImportKind, ImportStatus
+from .models import (
+    Campaign,
+    Customer,
+    DataImport,
+    Event,
+    Merchant,
+    MerchantDataSummary,
+    TreatmentLog,
+)
+
+if TYPE_CHECKING:
+    from modeling.models import Job
 
 SUMMARY_VERSION = 1
 
@@ -163,8 +176,17 @@ class NextStep:
     action: str
 
 
-def merchant_next_steps(*, merchant: Merchant, summary: MerchantDataSummary) -> list[NextStep]:
-    """What the merchant should do next, judged from the stored summary (no further queries)."""
+def merchant_next_steps(
+    *,
+    merchant: Merchant,
+    summary: MerchantDataSummary,
+    has_model: bool,
+    training_job: Job | None,
+    campaigns: Sequence[Campaign],
+) -> list[NextStep]:
+    """What the merchant should do next, judged from what the home page has read already (no
+    further queries): the stored data summary, whether a champion model exists, the active
+    training job if any, and the most recent campaigns."""
     upload = reverse("data:upload", kwargs={"merchant": merchant.slug})
     steps = []
     if summary.customers == 0:
@@ -200,4 +222,63 @@ def merchant_next_steps(*, merchant: Merchant, summary: MerchantDataSummary) -> 
                 action=_("Import treatments"),
             )
         )
+    if steps:
+        return steps
+    if training_job is not None and not has_model:
+        return [
+            NextStep(
+                title=_("Your first model is training"),
+                text=_("Its progress shows under Recent jobs; campaigns can be built meanwhile."),
+                url=reverse(
+                    "modeling:job", kwargs={"merchant": merchant.slug, "job_id": training_job.pk}
+                ),
+                action=_("Follow the training"),
+            )
+        ]
+    if not has_model:
+        return [
+            NextStep(
+                title=_("Train your first model"),
+                text=_(
+                    "The data is in. The model learns, for every customer and coupon, how much "
+                    "more likely the customer is to buy with the coupon than without it."
+                ),
+                url=reverse("modeling:models", kwargs={"merchant": merchant.slug}),
+                action=_("Train a model"),
+            )
+        ]
+    if not campaigns:
+        return [
+            NextStep(
+                title=_("Build a campaign"),
+                text=_(
+                    "Choose the coupon types to offer, a budget and the audience; the optimizer "
+                    "then proposes who gets which coupon."
+                ),
+                url=reverse("promo:campaign-create", kwargs={"merchant": merchant.slug}),
+                action=_("New campaign"),
+            )
+        ]
+    for campaign in campaigns:
+        link = reverse(
+            "promo:campaign", kwargs={"merchant": merchant.slug, "campaign_id": campaign.pk}
+        )
+        if campaign.status == CampaignStatus.DRAFT:
+            steps.append(
+                NextStep(
+                    title=_("Propose a strategy for %(name)s") % {"name": campaign.name},
+                    text=_("The optimizer picks at most one coupon per customer under the budget."),
+                    url=link,
+                    action=_("Open the campaign"),
+                )
+            )
+        elif campaign.status == CampaignStatus.READY:
+            steps.append(
+                NextStep(
+                    title=_("Review and apply the strategy for %(name)s") % {"name": campaign.name},
+                    text=_("Check the frontier and the allocation, then assign the coupon codes."),
+                    url=link,
+                    action=_("Open the campaign"),
+                )
+            )
     return steps

@@ -15,7 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.generic import FormView, TemplateView
 from rest_framework.authtoken.models import Token
 
-from modeling.selectors import merchant_recent_jobs
+from modeling.choices import JobKind
+from modeling.selectors import merchant_champion_headline, merchant_recent_jobs
 
 from . import selectors, services
 from .choices import Role
@@ -50,10 +51,29 @@ class MerchantHomeView(MerchantViewMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["recent_jobs"] = merchant_recent_jobs(merchant=self.merchant, limit=5)
-        context["member_count"] = selectors.merchant_members(merchant=self.merchant).count()
-        context["data_summary"] = data_summary = merchant_data_summary(merchant=self.merchant)
-        context["next_steps"] = merchant_next_steps(merchant=self.merchant, summary=data_summary)
+        recent_jobs = merchant_recent_jobs(merchant=self.merchant, limit=5)
+        champion = merchant_champion_headline(merchant=self.merchant)
+        campaigns = list(
+            selectors.merchant_campaigns(merchant=self.merchant).prefetch_related(None)[:5]
+        )
+        data_summary = merchant_data_summary(merchant=self.merchant)
+        training_job = next(
+            (job for job in recent_jobs if job.kind == JobKind.TRAIN and job.is_active), None
+        )
+        context.update(
+            recent_jobs=recent_jobs,
+            champion=champion,
+            recent_campaigns=campaigns,
+            member_count=selectors.merchant_members(merchant=self.merchant).count(),
+            data_summary=data_summary,
+            next_steps=merchant_next_steps(
+                merchant=self.merchant,
+                summary=data_summary,
+                has_model=champion is not None,
+                training_job=training_job,
+                campaigns=campaigns,
+            ),
+        )
         return context
 
 

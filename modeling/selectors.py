@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import FloatField, QuerySet
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from campaigns.models import Merchant
 
@@ -23,3 +25,14 @@ def merchant_model_versions(*, merchant: Merchant) -> QuerySet[ModelVersion]:
 
 def merchant_champion(*, merchant: Merchant) -> ModelVersion | None:
     return ModelVersion.objects.filter(merchant=merchant, is_champion=True).first()
+
+
+def merchant_champion_headline(*, merchant: Merchant) -> ModelVersion | None:
+    """The champion for a one-line summary: without its large JSON fields, with the mean Qini
+    coefficient of its evaluation as ``mean_qini`` (a float, or None)."""
+    return (
+        ModelVersion.objects.filter(merchant=merchant, is_champion=True)
+        .defer("evaluation", "training_curves", "segment_summary", "hyperparameters")
+        .annotate(mean_qini=Cast(KT("evaluation__mean_qini_coefficient"), FloatField()))
+        .first()
+    )
