@@ -10,16 +10,16 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # Some machines list package mirrors that do not exist; pip warns per package. Keep real errors.
 QUIET_PIP_NOISE := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: demo test lint format install assets chromium worker clean
+.PHONY: demo test lint format install assets messages chromium worker clean
 
 ## demo: install into .venv, migrate the embedded SQLite database, load the demo merchant, serve
-demo: install assets
+demo: install assets messages
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo --host $(HOST):$(PORT)
 	$(BIN)/python manage.py runserver $(HOST):$(PORT) --noreload
 
 ## test: install what the suite needs, lint, then run the whole suite
-test: install assets chromium
+test: install assets messages chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=promo_portal.settings.test
@@ -40,11 +40,18 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-## chromium: Debian's package for the browser tests (Playwright drives it; no browser download)
+## messages: compile the translations (the .mo files are committed; compiling needs gettext)
+messages: install
+	@if command -v msgfmt >/dev/null 2>&1; then \
+		$(BIN)/python manage.py compilemessages --ignore=$(VENV) --ignore=node_modules -v 0; \
+	else echo "msgfmt not found (apt-get install gettext): using the committed .mo files"; fi
+
+## chromium: Debian's package for the browser tests (Playwright drives it; no browser download),
+## with a CJK font so that the Chinese pages' screenshots show their text
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "Installing Debian's chromium for the browser tests"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@{ command -v chromium >/dev/null 2>&1 && fc-list :lang=zh 2>/dev/null | grep -q .; } || { \
+		echo "Installing Debian's chromium and fonts-noto-cjk for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk; }
 
 lint: install
 	$(BIN)/ruff check .

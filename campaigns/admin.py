@@ -6,7 +6,15 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count
 from django.utils.translation import gettext_lazy as _
 
-from .models import Assignment, AuditEvent, Campaign, Membership, Merchant, Strategy
+from .models import (
+    Assignment,
+    AuditEvent,
+    Campaign,
+    Membership,
+    Merchant,
+    Strategy,
+    UserPreference,
+)
 
 User = get_user_model()
 
@@ -27,6 +35,14 @@ class MembershipForUserInline(admin.TabularInline):
     autocomplete_fields = ["merchant"]
     readonly_fields = ["invited_by", "created_at"]
     fields = ["merchant", "role", "invited_by", "created_at"]
+
+
+class UserPreferenceInline(admin.StackedInline):
+    model = UserPreference
+    can_delete = True
+    extra = 0
+    max_num = 1
+    fields = ["language"]
 
 
 @admin.register(Merchant)
@@ -152,7 +168,7 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    inlines = [MembershipForUserInline]
+    inlines = [UserPreferenceInline, MembershipForUserInline]
     list_display = [
         "username",
         "email",
@@ -169,6 +185,7 @@ class UserAdmin(DjangoUserAdmin):
         "is_active",
         "memberships__role",
         "memberships__merchant",
+        "preference__language",
     ]
     search_fields = ["username", "email", "first_name", "last_name", "memberships__merchant__name"]
 

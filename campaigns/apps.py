@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
-    verbose_name = "Merchants and campaigns"
+    verbose_name = _("Merchants and campaigns")
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the tenancy system check)
+        # Imported for their side effects: the tenancy system check, and the sign-in receiver
+        # that remembers the user's language.
+        from . import checks, preferences  # noqa: F401

@@ -6,12 +6,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from campaigns import views as campaign_views
+from campaigns.preference_views import LanguagePreferenceView
 from campaigns.tenancy import tenant_exempt
 
-admin.site.site_header = "Promo Portal administration"
-admin.site.site_title = "Promo Portal admin"
+admin.site.site_header = _("Promo Portal administration")
+admin.site.site_title = _("Promo Portal admin")
 
 _auth = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -39,8 +41,9 @@ _auth = [
         name="password_reset_complete",
     ),
     path("token/", campaign_views.ApiTokenView.as_view(), name="api_token"),
+    path("language/", LanguagePreferenceView.as_view(), name="language"),
 ]
-# Sign-in, sign-out and password pages concern the user, not a merchant.
+# Sign-in, sign-out, password, token and language pages concern the user, not a merchant.
 for _pattern in _auth:
     tenant_exempt(_pattern.callback)
 

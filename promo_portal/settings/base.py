@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The signed-in user's language, over what LocaleMiddleware negotiated.
+    "campaigns.preferences.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "campaigns.tenancy.TenancyGuardMiddleware",
@@ -233,6 +235,12 @@ CELERY_BEAT_SCHEDULE = {
     "complete-ended-campaigns": {
         "task": "campaigns.tasks.complete_ended_campaigns",
         "schedule": 15 * 60,  # seconds: an applied campaign shows completed soon after its end
+    },
+    "retrain-due-merchants": {
+        "task": "modeling.tasks.retrain_due_merchants",
+        # seconds (modeling.retraining_service.RETRAIN_CHECK_SECONDS): a merchant's scheduled
+        # retraining starts within the hour it falls due.
+        "schedule": 60 * 60,
     },
 }
 CELERY_TIMEZONE = TIME_ZONE

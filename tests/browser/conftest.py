@@ -63,12 +63,17 @@ def screenshot(page):
     return take
 
 
+def sign_in(page, username: str, password: str) -> None:
+    """Through the login form (the navbar's language menu has submit buttons of its own)."""
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("[data-testid=login-form] button[type=submit]")
+
+
 @pytest.fixture
 def log_in(page):
     def do(username: str, password: str) -> None:
-        page.goto("/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", password)
-        page.click("button[type=submit]")
+        sign_in(page, username, password)
 
     return do
