@@ -6,11 +6,12 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
 from django.views import View
 from django.views.generic import DetailView, ListView, TemplateView
 
+from campaigns.choices import lifecycle_label
 from campaigns.tenancy import MerchantViewMixin
 
 from . import charts, selectors, services
@@ -147,6 +148,36 @@ class ModelPromoteView(MerchantViewMixin, View):
         return redirect("modeling:model", merchant=self.merchant.slug, version_id=version.pk)
 
 
+class RetrainingScheduleView(MerchantViewMixin, View):
+    """Set the merchant's retraining schedule (managers; audited)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, merchant: str) -> HttpResponse:
+        from .retraining_service import merchant_retraining_schedule, retraining_schedule_update
+
+        current = merchant_retraining_schedule(merchant=self.merchant)
+        try:
+            every_days = int(request.POST.get("every_days") or current.every_days)
+            retraining_schedule_update(
+                merchant=self.merchant,
+                actor=request.user,
+                enabled=bool(request.POST.get("enabled")),
+                every_days=every_days,
+                preset=request.POST.get("preset") or current.preset,
+                only_with_new_data=bool(request.POST.get("only_with_new_data")),
+            )
+            messages.success(request, _("The retraining schedule was saved."))
+        except ValueError:
+            messages.error(request, _("Retrain every 1 to 365 days."))
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        target = request.POST.get("next") or ""
+        if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            return redirect(target)
+        return redirect("modeling:models", merchant=self.merchant.slug)
+
+
 class ModelTrainView(MerchantViewMixin, View):
     """Queue the training of a new model version on the `training` queue."""
 
@@ -215,18 +246,9 @@ class SegmentsView(MerchantViewMixin, TemplateView):
         return context
 
 
-LIFECYCLE_LABELS = {
-    "new": _lazy("New"),
-    "active": _lazy("Active"),
-    "lapsing": _lazy("Lapsing"),
-    "lost": _lazy("Lost"),
-    "prospect": _lazy("Prospect (never bought)"),
-}
-
-
 def _segment_label(key: str, is_lifecycle: bool) -> str:
     if is_lifecycle:
-        return str(LIFECYCLE_LABELS.get(key, key))
+        return lifecycle_label(key)
     return _("Decile %(n)s") % {"n": key}
 
 

@@ -122,6 +122,7 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["promo_portal.formats"]  # zh-hans amounts keep their thousands commas
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

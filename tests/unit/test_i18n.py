@@ -500,3 +500,14 @@ def test_anonymous_visitors_switch_by_cookie(alice):
     page = client.get(login).content.decode()
     assert _html_lang(page) == "zh-hans"
     assert "登录" in page
+
+
+def test_amounts_keep_their_thousands_commas_in_chinese():
+    from django.template import Context, Template
+    from django.utils import translation
+
+    template = Template("{% load portal humanize %}{{ v|money:'CNY' }} {{ n|intcomma }}")
+    context = Context({"v": 1234567.891, "n": 1234567})
+    for language in ("en", "zh-hans"):
+        with translation.override(language):
+            assert template.render(context) == "CNY 1,234,567.89 1,234,567"
