@@ -34,7 +34,16 @@ from modeling.services import job_enqueue
 
 from .choices import AssignmentKind, AuditVerb, CampaignStatus, StrategyStatus
 from .codes import generate_codes
-from .models import Assignment, Campaign, CampaignHoldout, CouponType, Customer, Strategy
+from .models import (
+    Assignment,
+    Campaign,
+    CampaignHoldout,
+    CouponType,
+    Customer,
+    Outcome,
+    RealizedResult,
+    Strategy,
+)
 from .services import audit_record
 from .strategies import KIND_NAMES, StrategyError, read_choices
 
@@ -349,7 +358,11 @@ def strategy_rollback(*, strategy: Strategy, actor, now: datetime | None = None)
             )
             % {"start": timezone.localtime(campaign.starts_at).strftime("%Y-%m-%d %H:%M")}
         )
-    # No other table refers to assignments, so this is one DELETE statement.
+    # Orders attributed to these assignments (only ones dated after the campaign's start can
+    # be, so normally none) go back to unattributed; their foreign key is not enforced, so the
+    # assignments then go in one DELETE statement.
+    Outcome.objects.filter(assignment__strategy=strategy).update(assignment=None)
+    RealizedResult.objects.filter(strategy=strategy).delete()
     deleted, _by_model = Assignment.objects.filter(strategy=strategy).delete()
     Strategy.objects.filter(pk=strategy.pk).update(
         status=StrategyStatus.ROLLED_BACK,

@@ -37,7 +37,8 @@ from .assignments import (
 )
 from .choices import AssignmentKind, CampaignGoal, CampaignStatus, StrategyStatus
 from .exports import csv_response
-from .models import Assignment, Campaign, Strategy
+from .models import MAX_ATTRIBUTION_WINDOW_DAYS, Assignment, Campaign, Strategy
+from .results import strategy_results
 from .strategies import strategy_is_applicable, strategy_propose
 from .tenancy import MerchantAPIMixin
 
@@ -63,6 +64,7 @@ class CampaignOutput(serializers.ModelSerializer):
             "audience",
             "holdout_share",
             "exploration_share",
+            "attribution_window_days",
             "margin_rate",
             "average_order_value",
             "code_prefix",
@@ -103,6 +105,13 @@ class CampaignInput(serializers.Serializer):
     )
     holdout_share = serializers.FloatField(min_value=0, max_value=0.99, required=False)
     exploration_share = serializers.FloatField(min_value=0, max_value=0.99, required=False)
+    attribution_window_days = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ATTRIBUTION_WINDOW_DAYS,
+        required=False,
+        help_text="Orders count for the campaign this many days from when its coupons can "
+        "first be used (the later of the assignment and the campaign's start); default 14.",
+    )
     margin_rate = serializers.FloatField(
         min_value=0.0001,
         max_value=1,
@@ -283,6 +292,20 @@ class StrategyOutput(StrategyListOutput):
         fields = [*_STRATEGY_FIELDS, "segments", "frontier", "summary"]
 
 
+class RealizedResultsOutput(serializers.Serializer):
+    strategy = serializers.IntegerField()
+    available = serializers.BooleanField(
+        help_text="Whether outcomes have been measured for this strategy yet."
+    )
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    orders = serializers.IntegerField(help_text="Orders counted (inside the window).")
+    results = serializers.JSONField(
+        allow_null=True,
+        help_text="Realized against predicted, overall, per coupon and per segment, with 95% "
+        "intervals and sample sizes (layout: campaigns/results.py).",
+    )
+
+
 class ApplyOutput(serializers.Serializer):
     strategy = StrategyListOutput()
     job = JobOutput(allow_null=True, help_text="The apply job to poll; null: applied already.")
@@ -345,6 +368,22 @@ class StrategyApi(
         return Response(
             body, status=status.HTTP_200_OK if job is None else status.HTTP_202_ACCEPTED
         )
+
+    @extend_schema(request=None, responses=RealizedResultsOutput)
+    @action(detail=True, methods=["get"])
+    def results(self, request, **kwargs):
+        """What the applied strategy did, measured against its holdout (recomputed after each
+        outcomes import); ``available`` is false until outcomes are measured."""
+        strategy = self.get_object()
+        result = strategy_results(strategy=strategy)
+        body = {
+            "strategy": strategy.pk,
+            "available": result is not None,
+            "refreshed_at": result.refreshed_at if result else None,
+            "orders": result.orders if result else 0,
+            "results": result.data if result else None,
+        }
+        return Response(RealizedResultsOutput(body).data)
 
     @extend_schema(request=None, responses=StrategyOutput)
     @action(detail=True, methods=["post"])

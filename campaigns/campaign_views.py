@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 from django.views import View
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
@@ -35,10 +36,12 @@ from .assignments import (
     strategy_rollback,
 )
 from .charts import GREY, figure_layout, palette_colour
-from .choices import CONTROL_ARM, AssignmentKind, StrategyStatus
+from .choices import CONTROL_ARM, AssignmentKind, StrategyStatus, lifecycle_label
 from .exports import csv_response
 from .forms import CampaignForm, CouponTypeForm, ProposeForm
 from .models import Campaign, CouponType, Strategy
+from .result_pages import realized_context
+from .results import strategy_results
 from .strategies import strategy_is_applicable, strategy_propose
 from .tenancy import MerchantViewMixin
 
@@ -264,11 +267,12 @@ class CampaignDetailView(PageMixin, DetailView):
 def _audience_rows(audience: dict) -> list[tuple[str, str]]:
     rows = []
     if audience.get("lifecycle"):
-        rows.append((_("Lifecycle segments"), ", ".join(audience["lifecycle"])))
-    if "min_uplift" in audience:
-        rows.append((_("Minimum uplift"), f"{audience['min_uplift'] * 100:g} pp"))
-    if "max_uplift" in audience:
-        rows.append((_("Maximum uplift"), f"{audience['max_uplift'] * 100:g} pp"))
+        labels = [lifecycle_label(key) for key in audience["lifecycle"]]
+        rows.append((_("Lifecycle segments"), pgettext("list separator", ", ").join(labels)))
+    for key, label in (("min_uplift", _("Minimum uplift")), ("max_uplift", _("Maximum uplift"))):
+        if key in audience:
+            points = f"{audience[key] * 100:g}"
+            rows.append((label, _("%(points)s pp") % {"points": points}))
     for name, wanted in (audience.get("attributes") or {}).items():
         rows.append((_("Attribute %(name)s") % {"name": name}, str(wanted)))
     return rows
@@ -363,7 +367,8 @@ class StrategyDetailView(PageMixin, DetailView):
     pk_url_kwarg = "strategy_id"
 
     def get_queryset(self):
-        return _strategy_queryset(self)
+        # The realized results (campaigns/results.py) come with the strategy, in one query.
+        return _strategy_queryset(self).select_related("realized_result")
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -382,6 +387,7 @@ class StrategyDetailView(PageMixin, DetailView):
             can_roll_back=strategy.status == StrategyStatus.APPLIED and now < campaign.starts_at,
             has_assignments=strategy.status == StrategyStatus.APPLIED,
             propose_form=ProposeForm(initial={"budget": strategy.budget}),
+            **realized_context(strategy_results(strategy=strategy), currency=currency),
             latest_id=self.scoped(Strategy)
             .filter(campaign=campaign)
             .order_by("-proposed_at", "-id")
@@ -428,6 +434,7 @@ def strategy_segment_rows(strategy: Strategy) -> list[dict[str, Any]]:
         rows.append(
             {
                 **row,
+                "label": lifecycle_label(row.get("segment", "")),
                 "per_arm": [int(arms.get(arm, 0)) for arm in strategy.arms or []],
             }
         )
@@ -547,7 +554,7 @@ def allocation_figure(strategy: Strategy) -> dict | None:
     rows = (strategy.segments or {}).get("lifecycle") or []
     if not rows:
         return None
-    segments = [row["segment"] for row in rows]
+    segments = [lifecycle_label(row["segment"]) for row in rows]
     traces = []
     for index, arm in enumerate(strategy.arms or []):
         is_coupon = arm != CONTROL_ARM

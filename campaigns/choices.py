@@ -42,19 +42,19 @@ class AuditVerb(models.TextChoices):
 
 # ISO 4217 codes offered in forms; any three-letter upper-case code is accepted by the model.
 CURRENCIES = [
-    ("CNY", "CNY — Chinese yuan"),
-    ("USD", "USD — US dollar"),
-    ("EUR", "EUR — Euro"),
-    ("GBP", "GBP — Pound sterling"),
-    ("JPY", "JPY — Japanese yen"),
-    ("HKD", "HKD — Hong Kong dollar"),
-    ("TWD", "TWD — New Taiwan dollar"),
-    ("SGD", "SGD — Singapore dollar"),
-    ("KRW", "KRW — South Korean won"),
-    ("AUD", "AUD — Australian dollar"),
-    ("CAD", "CAD — Canadian dollar"),
-    ("CHF", "CHF — Swiss franc"),
-    ("INR", "INR — Indian rupee"),
+    ("CNY", _("CNY — Chinese yuan")),
+    ("USD", _("USD — US dollar")),
+    ("EUR", _("EUR — Euro")),
+    ("GBP", _("GBP — Pound sterling")),
+    ("JPY", _("JPY — Japanese yen")),
+    ("HKD", _("HKD — Hong Kong dollar")),
+    ("TWD", _("TWD — New Taiwan dollar")),
+    ("SGD", _("SGD — Singapore dollar")),
+    ("KRW", _("KRW — South Korean won")),
+    ("AUD", _("AUD — Australian dollar")),
+    ("CAD", _("CAD — Canadian dollar")),
+    ("CHF", _("CHF — Swiss franc")),
+    ("INR", _("INR — Indian rupee")),
 ]
 
 
@@ -92,6 +92,7 @@ class ImportKind(models.TextChoices):
     CUSTOMERS = "customers", _("Customers")
     EVENTS = "events", _("Behaviour events")
     TREATMENTS = "treatments", _("Treatments and outcomes")
+    OUTCOMES = "outcomes", _("Orders after a campaign started (outcomes)")
 
 
 class ImportSource(models.TextChoices):
@@ -140,3 +141,17 @@ class AssignmentKind(models.TextChoices):
 
 
 CONTROL_ARM = "control"
+
+# Lifecycle segments as modeling/segments.py names them (audiences and strategies store the keys).
+LIFECYCLE_LABELS = {
+    "new": _("New"),
+    "active": _("Active"),
+    "lapsing": _("Lapsing"),
+    "lost": _("Lost"),
+    "prospect": _("Prospect (never bought)"),
+}
+
+
+def lifecycle_label(key: str) -> str:
+    """The segment's name in the active language (the key itself where it is unknown)."""
+    return str(LIFECYCLE_LABELS.get(key, key))

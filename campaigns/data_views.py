@@ -230,7 +230,7 @@ def events_per_day_figure(*, summary: MerchantDataSummary, timezone_name: str) -
     traces = [
         {
             "type": "bar",
-            "name": labels.get(event_type, event_type),
+            "name": str(labels.get(event_type, event_type)),  # not a lazy string, for JSON
             "x": by_day["days"],
             "y": counts,
             "marker": {"color": OKABE_ITO.get(event_type, OTHER_COLOUR)},

@@ -8,11 +8,13 @@ from django.utils.translation import gettext_lazy as _
 
 from modeling.segments import LIFECYCLE_SEGMENTS
 
-from .choices import CURRENCIES, CampaignGoal, Role
+from .choices import CURRENCIES, LIFECYCLE_LABELS, CampaignGoal, Role
 from .models import (
+    DEFAULT_ATTRIBUTION_WINDOW_DAYS,
     DEFAULT_EXPLORATION_SHARE,
     DEFAULT_HOLDOUT_SHARE,
     DEFAULT_MARGIN_RATE,
+    MAX_ATTRIBUTION_WINDOW_DAYS,
     Campaign,
     CouponType,
     Merchant,
@@ -114,7 +116,7 @@ class CampaignForm(forms.Form):
     lifecycle = forms.MultipleChoiceField(
         label=_("Lifecycle segments"),
         required=False,
-        choices=[(name, name) for name in LIFECYCLE_SEGMENTS],
+        choices=[(name, LIFECYCLE_LABELS.get(name, name)) for name in LIFECYCLE_SEGMENTS],
         widget=forms.CheckboxSelectMultiple,
         help_text=_("None ticked: every segment."),
     )
@@ -146,6 +148,17 @@ class CampaignForm(forms.Form):
         _("Exploration (%)"),
         initial=DEFAULT_EXPLORATION_SHARE * 100,
         help_text=_("Eligible customers given a random arm, logged, so the model keeps learning."),
+    )
+    attribution_window_days = forms.IntegerField(
+        label=_("Attribution window (days)"),
+        required=False,
+        min_value=1,
+        max_value=MAX_ATTRIBUTION_WINDOW_DAYS,
+        initial=DEFAULT_ATTRIBUTION_WINDOW_DAYS,
+        help_text=_(
+            "Orders count for the campaign this many days from when its coupons can first be "
+            "used; the same for the holdout, so the comparison stays fair."
+        ),
     )
     margin_percent = _percent_field(
         _("Gross margin (%)"),
@@ -235,6 +248,12 @@ class CampaignForm(forms.Form):
             "margin_rate": round(data["margin_percent"] / 100, 6),
             "average_order_value": data.get("average_order_value"),
             "code_prefix": data.get("code_prefix") or "",
+            # Empty: the default for a new campaign, unchanged for an existing one.
+            **(
+                {"attribution_window_days": data["attribution_window_days"]}
+                if data.get("attribution_window_days") is not None
+                else {}
+            ),
         }
 
     @staticmethod
@@ -252,6 +271,7 @@ class CampaignForm(forms.Form):
             "attributes": audience.get("attributes"),
             "holdout_percent": round(campaign.holdout_share * 100, 4),
             "exploration_percent": round(campaign.exploration_share * 100, 4),
+            "attribution_window_days": campaign.attribution_window_days,
             "margin_percent": round(campaign.margin_rate * 100, 4),
             "average_order_value": campaign.average_order_value,
             "code_prefix": campaign.code_prefix,

@@ -8,7 +8,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -485,6 +485,11 @@ def _parse_time(value: str | None):
 DEFAULT_MARGIN_RATE = 0.30
 DEFAULT_HOLDOUT_SHARE = 0.10
 DEFAULT_EXPLORATION_SHARE = 0.05
+# How long after its coupons could first be used an order still counts for a campaign
+# (campaigns/imports/attribution.py): two weeks covers a coupon's usual validity and the
+# purchases it pulls forward, without counting next month's habits.
+DEFAULT_ATTRIBUTION_WINDOW_DAYS = 14
+MAX_ATTRIBUTION_WINDOW_DAYS = 365
 
 
 def validate_caps(value) -> None:
@@ -539,6 +544,15 @@ class Campaign(models.Model):
     )
     starts_at = models.DateTimeField(_("starts"))
     ends_at = models.DateTimeField(_("ends"))
+    attribution_window_days = models.PositiveSmallIntegerField(
+        _("attribution window (days)"),
+        default=DEFAULT_ATTRIBUTION_WINDOW_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_ATTRIBUTION_WINDOW_DAYS)],
+        help_text=_(
+            "Orders count for the campaign this many days from when its coupons could first be "
+            "used (the later of the assignment and the campaign's start)."
+        ),
+    )
     audience = models.JSONField(
         _("audience"),
         default=dict,
@@ -619,6 +633,13 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=models.Q(ends_at__gt=models.F("starts_at")),
                 name="campaign_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    attribution_window_days__gte=1,
+                    attribution_window_days__lte=MAX_ATTRIBUTION_WINDOW_DAYS,
+                ),
+                name="campaign_attribution_window_positive",
             ),
             models.CheckConstraint(
                 condition=models.Q(goal__in=CampaignGoal.values), name="campaign_goal_valid"
@@ -857,3 +878,81 @@ class CampaignHoldout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}/{self.customer_id}"
+
+
+class Outcome(models.Model):
+    """One order a customer placed after a campaign started (imported as kind "outcomes").
+
+    ``code`` is the coupon code redeemed on the order ("" when none); ``assignment`` is the
+    campaign assignment the order is attributed to, or null (the rule is in
+    campaigns/imports/attribution.py). Orders are known by the shop's own ``order_id``: importing
+    the same order again adds nothing. The foreign key to the assignment is not enforced by the
+    database, so rollbacks keep deleting a strategy's assignments in one statement
+    (``strategy_rollback`` detaches the orders first); deletes through the ORM leave it alone.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    # The unique (merchant, order_id) index serves lookups by merchant.
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, db_index=False, related_name="outcomes"
+    )
+    order_id = models.CharField(_("order id"), max_length=128)
+    ordered_at = models.DateTimeField(_("ordered"))
+    revenue = models.DecimalField(
+        _("net revenue"),
+        max_digits=14,
+        decimal_places=2,
+        help_text=_("What the customer paid for the order, after any discount."),
+    )
+    code = models.CharField(_("coupon code"), max_length=40, blank=True)
+    assignment = models.ForeignKey(
+        Assignment,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="outcomes",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("outcome")
+        verbose_name_plural = _("outcomes")
+        indexes = [
+            models.Index(fields=["customer", "ordered_at"], name="outcome_customer_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "order_id"], name="outcome_unique_order"),
+            models.CheckConstraint(
+                condition=models.Q(revenue__gte=0), name="outcome_revenue_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.ordered_at:%Y-%m-%d %H:%M}"
+
+
+class RealizedResult(models.Model):
+    """An applied strategy's realized results against its holdout, stored.
+
+    Written by ``campaigns.results.strategy_results_refresh`` after each outcomes import that
+    touches the strategy, so that its page and the API read one row; ``data``'s layout is
+    documented in campaigns/results.py.
+    """
+
+    strategy = models.OneToOneField(
+        Strategy, on_delete=models.CASCADE, related_name="realized_result"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    orders = models.PositiveIntegerField(_("orders counted"), default=0)
+    refreshed_at = models.DateTimeField(_("refreshed"))
+
+    class Meta:
+        verbose_name = _("realized result")
+        verbose_name_plural = _("realized results")
+
+    def __str__(self) -> str:
+        return f"strategy #{self.strategy_id}: {self.orders} orders"

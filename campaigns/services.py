@@ -233,6 +233,9 @@ _CAMPAIGN_FIELDS = (
     "starts_at",
     "ends_at",
     "code_prefix",
+    # Not a strategy setting, but fixed once a strategy is applied like the others: changing
+    # the window after seeing results would let one choose the window that looks best.
+    "attribution_window_days",
     *_STRATEGY_FIELDS,
 )
 

@@ -44,7 +44,7 @@ urlpatterns = [
             BulkImportApi.as_view(kind=kind),
             name=f"{kind}-bulk",
         )
-        for kind in ("customers", "events", "treatments")
+        for kind in ("customers", "events", "treatments", "outcomes")
     ],
     path(M + "models/", ModelVersionApi.as_view({"get": "list"}), name="model-list"),
     path(
@@ -82,6 +82,11 @@ urlpatterns = [
         M + "strategies/<int:strategy_id>/apply/",
         StrategyApi.as_view({"post": "apply"}),
         name="strategy-apply",
+    ),
+    path(
+        M + "strategies/<int:strategy_id>/results/",
+        StrategyApi.as_view({"get": "results"}),
+        name="strategy-results",
     ),
     path(
         M + "strategies/<int:strategy_id>/rollback/",

@@ -133,6 +133,40 @@ SCHEMAS: dict[str, Schema] = {
         ),
         key_columns=("customer_id", "arm", "assigned_at"),
     ),
+    # One row per order after a campaign started; the rule that attributes it to a campaign's
+    # assignment is in campaigns/imports/attribution.py.
+    "outcomes": Schema(
+        kind="outcomes",
+        columns=(
+            CUSTOMER_ID,
+            Column(
+                "order_id",
+                "id",
+                synonyms=("order", "orderid", "order_no", "order_number", "订单号", "订单id"),
+                help="The shop's own id of the order, unique in the shop.",
+            ),
+            Column(
+                "ordered_at",
+                "timestamp",
+                synonyms=("order_time", "ordered", "order_date", "time", "下单时间", "订单时间"),
+            ),
+            Column(
+                "revenue",
+                "money",
+                synonyms=("net_revenue", "amount", "paid", "order_value", "实付金额", "收入"),
+                help="What the customer paid, after any discount.",
+            ),
+            Column(
+                "code",
+                "text",
+                required=False,
+                nullable=True,
+                synonyms=("coupon_code", "coupon", "voucher", "promo_code", "优惠码", "券码"),
+                help="The coupon code redeemed on the order; empty when none.",
+            ),
+        ),
+        key_columns=("order_id",),
+    ),
 }
 
 

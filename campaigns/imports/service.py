@@ -36,8 +36,10 @@ from campaigns.choices import (
     ImportKind,
     ImportSource,
     ImportStatus,
+    StrategyStatus,
     TreatmentSource,
 )
+from campaigns.imports.attribution import AttributionIndex, touched_strategies
 from campaigns.imports.reading import (
     InputError,
     Source,
@@ -51,7 +53,7 @@ from campaigns.imports.reading import (
 from campaigns.imports.schema import auto_mapping
 from campaigns.imports.storage import CustomerIndex, MergeCounts, Stage
 from campaigns.imports.validation import Context, Problems, check_columns, validate_chunk
-from campaigns.models import CouponType, DataImport, Merchant
+from campaigns.models import Assignment, CouponType, DataImport, Merchant, Strategy
 from campaigns.services import audit_record
 from campaigns.summary import data_summary_refresh
 from modeling.choices import JobKind, JobStatus
@@ -175,7 +177,9 @@ def import_run(
     try:
         source = _open(data_import, records)
         with transaction.atomic():
-            counts, total = _stage_and_merge(data_import, source, problems, progress, records)
+            counts, total, touched = _stage_and_merge(
+                data_import, source, problems, progress, records
+            )
             audit_record(
                 merchant=merchant,
                 actor=data_import.created_by,
@@ -217,7 +221,23 @@ def import_run(
     progress(100, message)
     data_import = _finish(data_import, ImportStatus.SUCCEEDED, problems, message=message + ".")
     data_summary_refresh(merchant=merchant)
+    if touched.size:
+        _refresh_results(merchant=merchant, strategy_ids=touched, progress=progress)
     return data_import
+
+
+def _refresh_results(*, merchant: Merchant, strategy_ids: np.ndarray, progress: Progress) -> None:
+    """Recompute the realized results of the strategies an outcomes import changed. The import
+    has succeeded already: a failure here is logged, and the next import computes them again."""
+    from campaigns.results import strategy_results_refresh
+
+    strategies = Strategy.objects.filter(merchant=merchant, pk__in=strategy_ids.tolist())
+    for strategy in strategies.select_related("campaign"):
+        progress(100, f"Measuring strategy #{strategy.pk} against its holdout")
+        try:
+            strategy_results_refresh(strategy=strategy)
+        except Exception:
+            logger.exception("Realized results of strategy %s failed", strategy.pk)
 
 
 def _open(data_import: DataImport, records: list[dict[str, Any]] | None) -> Source:
@@ -246,6 +266,7 @@ class _Prepared:
     lines: np.ndarray
     share: float
     seen: pa.Table | None  # events: first and last time per customer in this chunk
+    strategies: np.ndarray | None  # outcomes: strategies with a window holding an order
 
 
 def _prepared_chunks(
@@ -283,6 +304,15 @@ def _prepared_chunks(
             lines=typed.column("line").to_numpy(),
             share=min(chunk.bytes_read / max(source.size_bytes, 1), 1.0),
             seen=_seen_spans(typed) if kind == ImportKind.EVENTS else None,
+            strategies=(
+                touched_strategies(
+                    context.attribution,
+                    customer_ext=typed.column("customer_ext"),
+                    ordered_at=typed.column("ordered_at"),
+                )
+                if kind == ImportKind.OUTCOMES and context.attribution is not None
+                else None
+            ),
         )
 
     def produce() -> None:
@@ -330,6 +360,10 @@ def _stage_and_merge(
         if data_import.create_missing_customers:
             missing = customers.missing(_customer_ids(data_import, records))
             counts.customers_created = customers.create(missing)
+    if kind == ImportKind.OUTCOMES:
+        progress(1, "Finding the campaigns the orders may count for")
+        context.attribution = _attribution_index(data_import, records)
+    touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
     spans: pa.Table | None = None  # first and last event time per customer, so far
     keys: list[np.ndarray] = []
@@ -341,6 +375,8 @@ def _stage_and_merge(
         lines.append(prepared.lines)
         if prepared.seen is not None:
             spans = _merge_spans(spans, prepared.seen)
+        if prepared.strategies is not None:
+            touched.append(prepared.strategies)
         stage.append(prepared.payload)
         progress(int(80 * prepared.share), f"Checked {total:,} rows")
     problems.extend(row_problems)
@@ -361,7 +397,8 @@ def _stage_and_merge(
     if spans is not None:
         _update_customers_seen(spans, merchant)
     stage.drop()
-    return counts, total
+    strategies = np.unique(np.concatenate(touched)) if touched else np.empty(0, np.int64)
+    return counts, total, strategies
 
 
 def _customer_ids(data_import: DataImport, records: list[dict[str, Any]] | None) -> pa.Array:
@@ -375,6 +412,71 @@ def _customer_ids(data_import: DataImport, records: list[dict[str, Any]] | None)
         return pa.array([], pa.string())
     distinct = pc.unique(pa.chunked_array(ids).combine_chunks())
     return distinct.filter(pc.fill_null(pc.not_equal(distinct, ""), False))
+
+
+# Ids per query when looking assignments up by customer or code (SQLite allows 32,766 query
+# parameters; PostgreSQL plans a list of this size in well under a millisecond).
+LOOKUP_BATCH = 5_000
+
+
+def _attribution_index(
+    data_import: DataImport, records: list[dict[str, Any]] | None
+) -> AttributionIndex:
+    """The assignments of the merchant's applied strategies that the input's orders may be
+    attributed to: those of the customers it names, and those of the codes it names (a quick
+    first pass over the input), with their windows (campaigns/imports/attribution.py)."""
+    merchant = data_import.merchant
+    customer_ids, codes = pa.array([], pa.string()), pa.array([], pa.string())
+    for chunk in _open(data_import, records).chunks:
+        table = chunk.table
+        if "customer_id" in table.column_names:
+            found = pc.utf8_trim_whitespace(table.column("customer_id")).combine_chunks()
+            customer_ids = pc.unique(pa.concat_arrays([customer_ids, pc.unique(found)]))
+        if "code" in table.column_names:
+            found = pc.utf8_upper(pc.utf8_trim_whitespace(table.column("code"))).combine_chunks()
+            codes = pc.unique(pa.concat_arrays([codes, pc.unique(found)]))
+    applied = Assignment.objects.filter(
+        merchant=merchant, strategy__status=StrategyStatus.APPLIED
+    ).values_list(
+        "id",
+        "strategy_id",
+        "campaign_id",
+        "campaign__name",
+        "customer__external_id",
+        "code",
+        "assigned_at",
+        "campaign__starts_at",
+        "campaign__attribution_window_days",
+    )
+    rows: dict[int, tuple] = {}
+    for field, values in (("customer__external_id", customer_ids), ("code", codes)):
+        wanted = [v for v in values.to_pylist() if v]
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start : start + LOOKUP_BATCH]
+            for row in applied.filter(**{f"{field}__in": batch}).iterator(chunk_size=20_000):
+                rows[row[0]] = row
+    if not rows:
+        return AttributionIndex.empty(merchant.timezone)
+    (ids, strategies, campaigns, names, externals, row_codes, assigned, starts, days) = zip(
+        *rows.values(), strict=True
+    )
+    opens = np.maximum(_microseconds(assigned), _microseconds(starts))
+    return AttributionIndex.build(
+        customer_ext=externals,
+        assignment_id=ids,
+        strategy_id=strategies,
+        campaign_id=campaigns,
+        campaign_names=dict(zip(campaigns, names, strict=True)),
+        opens=opens,
+        window_days=days,
+        codes=row_codes,
+        timezone=merchant.timezone,
+    )
+
+
+def _microseconds(moments) -> np.ndarray:
+    """Aware datetimes as integer microseconds since the epoch."""
+    return pd.DatetimeIndex(pd.to_datetime(list(moments), utc=True)).as_unit("us").asi8
 
 
 def _seen_spans(typed: pa.Table) -> pa.Table:
@@ -418,7 +520,10 @@ def _report_duplicates(
     if not repeated.any():
         return
     first = frame.groupby("key")["line"].transform("min").astype(str)
-    column, what = ("customer_id", "customer") if kind == ImportKind.CUSTOMERS else ("", "row")
+    column, what = {
+        ImportKind.CUSTOMERS: ("customer_id", "customer"),
+        ImportKind.OUTCOMES: ("order_id", "order"),
+    }.get(kind, ("", "row"))
     problems.add(
         repeated,
         frame["line"].to_numpy(),

@@ -51,6 +51,17 @@ _STAGE_COLUMNS = {
         ("revenue", "numeric"),
         ("fingerprint", "bigint"),
     ],
+    "outcomes": [
+        ("line", "bigint"),
+        ("customer_ext", "text"),
+        ("customer_id", "bigint"),
+        ("order_id", "text"),
+        ("ordered_at", "timestamp"),
+        ("revenue", "numeric"),
+        ("code", "text"),
+        ("assignment_id", "bigint"),
+        ("fingerprint", "bigint"),
+    ],
 }
 
 
@@ -155,9 +166,11 @@ class Stage:
     # --- merging --------------------------------------------------------------------------
 
     def merge(self, merchant_id: int, *, source: str = "import") -> MergeCounts:
-        merge = {"customers": self._merge_customers, "events": self._merge_events}.get(
-            self.kind, self._merge_treatments
-        )
+        merge = {
+            "customers": self._merge_customers,
+            "events": self._merge_events,
+            "outcomes": self._merge_outcomes,
+        }.get(self.kind, self._merge_treatments)
         return merge(merchant_id, source)
 
     def _merge_customers(self, merchant_id: int, source: str) -> MergeCounts:
@@ -247,6 +260,22 @@ class Stage:
                 WHERE true
                 ON CONFLICT (merchant_id, fingerprint) DO NOTHING""",
                 [merchant_id, source, merchant_id],
+            )
+            inserted = cursor.rowcount
+        return MergeCounts(inserted=inserted, unchanged=self.rows - inserted)
+
+    def _merge_outcomes(self, merchant_id: int, source: str) -> MergeCounts:
+        # Orders already stored (same order id) stay as they are: importing a file again adds
+        # nothing. The attribution was decided and checked before staging (attribution.py).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO campaigns_outcome (merchant_id, customer_id, order_id,
+                    ordered_at, revenue, code, assignment_id, created_at)
+                SELECT %s, s.customer_id, s.order_id, {self._timestamp("s.ordered_at")},
+                    s.revenue, s.code, s.assignment_id, %s
+                FROM {self.name} s WHERE true
+                ON CONFLICT (merchant_id, order_id) DO NOTHING""",
+                [merchant_id, self._now()],
             )
             inserted = cursor.rowcount
         return MergeCounts(inserted=inserted, unchanged=self.rows - inserted)

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .attribution import AttributionIndex, attribute
 from .reading import LINE_COLUMN, UNMAPPED_PREFIX
 from .schema import ATTRIBUTE_MAX_LENGTH, ID_MAX_LENGTH, SCHEMAS, TEXT_MAX_LENGTH, Schema
 
@@ -30,6 +31,8 @@ class Context:
     timezone: str  # naive timestamps are in the merchant's time zone
     event_types: frozenset[str] = frozenset()
     arms: frozenset[str] = frozenset()  # coupon codes (upper case) and "control"
+    # outcomes: the assignments the orders may be attributed to (attribution.py)
+    attribution: AttributionIndex | None = None
 
 
 @dataclass
@@ -123,6 +126,8 @@ def validate_chunk(kind: str, table: pa.Table, context: Context, problems: Probl
         typed = _customers(schema, checker)
     elif kind == "events":
         typed = _events(checker)
+    elif kind == "outcomes":
+        typed = _outcomes(checker)
     else:
         typed = _treatments(checker)
     return typed.filter(pa.array(~checker.bad)) if checker.bad.any() else typed
@@ -371,6 +376,34 @@ def _treatments(check: _Checker) -> pa.Table:
             "converted": converted,
             "revenue": revenue,
             "fingerprint": fingerprint([customer, arm, assigned]),
+        }
+    )
+
+
+CODE_MAX_LENGTH = 40  # as Assignment.code
+
+
+def _outcomes(check: _Checker) -> pa.Table:
+    customer = check.required_text("customer_id", ID_MAX_LENGTH)
+    order = check.required_text("order_id", ID_MAX_LENGTH)
+    ordered_at = check.timestamp("ordered_at")
+    revenue = pc.round(check.number("revenue", nullable=False), 2)
+    raw_code = check.optional_text("code", CODE_MAX_LENGTH)
+    code = pc.utf8_upper(raw_code)
+    index = check.context.attribution or AttributionIndex.empty(check.context.timezone)
+    attribution = attribute(index, customer_ext=customer, ordered_at=ordered_at, code=code)
+    for problem in attribution.problems:
+        check._report(problem.mask, problem.column, check.text(problem.column), problem.reason)
+    return pa.table(
+        {
+            "line": check.table.column(LINE_COLUMN),
+            "customer_ext": customer,
+            "order_id": order,
+            "ordered_at": ordered_at,
+            "revenue": revenue,
+            "code": code,
+            "assignment_id": attribution.assignment_id,
+            "fingerprint": fingerprint([order]),
         }
     )
 

@@ -1,4 +1,5 @@
-"""The management-command door of the import service (import_customers, _events, _treatments)."""
+"""The management-command door of the import service (import_customers, _events, _treatments,
+_outcomes)."""
 
 from __future__ import annotations
 
