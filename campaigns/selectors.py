@@ -15,6 +15,7 @@ from .models import (
     Event,
     Membership,
     Merchant,
+    RealizedResult,
     Strategy,
     TreatmentLog,
 )
@@ -118,3 +119,14 @@ def merchant_assignments(
         else:
             queryset = queryset.filter(coupon_type__code=coupon_type.strip().upper())
     return queryset.select_related("customer", "coupon_type")
+
+
+def merchant_latest_realized(*, merchant: Merchant) -> RealizedResult | None:
+    """The realized results of the merchant's most recently applied strategy that has any,
+    with its strategy and campaign."""
+    return (
+        RealizedResult.objects.filter(strategy__merchant=merchant)
+        .select_related("strategy__campaign")
+        .order_by("-strategy__applied_at", "-strategy_id")
+        .first()
+    )

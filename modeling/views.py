@@ -12,6 +12,7 @@ from django.views import View
 from django.views.generic import DetailView, ListView, TemplateView
 
 from campaigns.choices import lifecycle_label
+from campaigns.selectors import merchant_latest_realized
 from campaigns.tenancy import MerchantViewMixin
 
 from . import charts, selectors, services
@@ -220,11 +221,16 @@ class SegmentsView(MerchantViewMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         champion = selectors.merchant_champion(merchant=self.merchant)
         summary = model_version_segments(version=champion) if champion is not None else None
+        realized = merchant_latest_realized(merchant=self.merchant) if summary else None
         groups = []
         for group in (summary or {}).get("groups", []):
             is_lifecycle = group["kind"] == LIFECYCLE
+            observed = _realized_by_segment(realized, champion, is_lifecycle)
             segments = [
-                _segment_row(segment, summary["coupons"], is_lifecycle)
+                {
+                    **_segment_row(segment, summary["coupons"], is_lifecycle),
+                    "realized": observed.get(str(segment["key"])) if observed is not None else None,
+                }
                 for segment in group["segments"]
             ]
             title = _("Lifecycle segments") if is_lifecycle else _("Deciles of predicted uplift")
@@ -242,8 +248,40 @@ class SegmentsView(MerchantViewMixin, TemplateView):
                     ),
                 }
             )
-        context.update(champion=champion, summary=summary, groups=groups)
+        context.update(champion=champion, summary=summary, groups=groups, realized=realized)
         return context
+
+
+def _realized_by_segment(realized, champion, is_lifecycle: bool) -> dict[str, dict] | None:
+    """Realized uplift per segment key from an applied strategy's results, or None where they
+    do not apply: no results yet, or uplift deciles of another model than the champion (its
+    deciles rank customers differently)."""
+    if realized is None:
+        return None
+    if not is_lifecycle and realized.strategy.model_version_id != champion.pk:
+        return None
+    rows = (realized.data.get("segments") or {}).get(
+        "lifecycle" if is_lifecycle else "uplift_deciles", []
+    )
+    return {str(row["key"]): _realized_cell(row) for row in rows}
+
+
+def _realized_cell(row: dict) -> dict:
+    """One segment's realized conversion uplift (pp, with its 95 % interval) and group sizes."""
+    uplift = row.get("conversion_rate") if row.get("enough") else None
+    return {
+        "enough": bool(row.get("enough")),
+        "treated": (row.get("treated") or {}).get("customers", 0),
+        "control": (row.get("control") or {}).get("customers", 0),
+        "uplift_pp": None
+        if uplift is None
+        else {
+            "value": 100.0 * uplift["difference"],
+            "low": 100.0 * uplift["low"],
+            "high": 100.0 * uplift["high"],
+        },
+        "significant": bool(uplift and uplift.get("significant")),
+    }
 
 
 def _segment_label(key: str, is_lifecycle: bool) -> str:

@@ -17,14 +17,15 @@ from modeling.segment_service import (
     segment_summary,
 )
 from modeling.segments import LIFECYCLE_SEGMENTS, uplift_deciles
-from tests.factories import JobFactory, ModelVersionFactory
+from tests.factories import JobFactory, ModelVersionFactory, StrategyFactory
 from tests.scored import scored_merchant
 
 pytestmark = pytest.mark.django_db
 
 SEGMENTS_URL = reverse("modeling:segments", kwargs={"merchant": "shop-a"})
-# session, user, membership, the champion (its stored summary), the navbar's memberships
-QUERIES_SEGMENTS_PAGE = 5
+# session, user, membership, the champion (its stored summary), the latest realized results,
+# the navbar's memberships
+QUERIES_SEGMENTS_PAGE = 6
 
 
 def test_the_summary_holds_sizes_traits_and_uplift_intervals_per_segment():
@@ -150,3 +151,70 @@ def test_the_navbar_links_the_segments_page_and_viewers_change_nothing(
     page = client.get(SEGMENTS_URL).content.decode()
     assert f'href="{SEGMENTS_URL}"' in page
     assert client.post(SEGMENTS_URL).status_code == 403
+
+
+def _comparison(key, treated: int, control: int, diff: float, low: float, high: float) -> dict:
+    enough = min(treated, control) >= 100
+    return {
+        "key": key,
+        "label": key,
+        "enough": enough,
+        "treated": {"customers": treated},
+        "control": {"customers": control},
+        "conversion_rate": {
+            "difference": diff, "low": low, "high": high, "significant": low > 0 or high < 0
+        } if enough else None,
+    }  # fmt: skip
+
+
+def test_realized_uplift_shows_beside_the_prediction_once_outcomes_exist(
+    merchant_a, vera, client_for, django_assert_num_queries
+):
+    from django.utils import timezone
+
+    from campaigns.models import RealizedResult
+
+    scored = scored_merchant(merchant_a, customers=300, seed=2)
+    strategy = StrategyFactory(
+        campaign__merchant=merchant_a,
+        model_version=scored.version,
+        status="applied",
+        applied_at=timezone.now(),
+    )
+    RealizedResult.objects.create(
+        strategy=strategy,
+        refreshed_at=timezone.now(),
+        data={
+            "min_customers": 100,
+            "segments": {
+                "lifecycle": [
+                    _comparison("active", 900, 120, 0.052, 0.011, 0.093),
+                    _comparison("lapsing", 400, 140, 0.01, -0.03, 0.05),
+                    _comparison("new", 60, 8, 0.0, 0.0, 0.0),
+                ],
+                "uplift_deciles": [_comparison(10, 300, 150, 0.08, 0.02, 0.14)],
+            },
+        },
+    )
+    client = client_for(vera)
+    client.get(SEGMENTS_URL)
+    with django_assert_num_queries(QUERIES_SEGMENTS_PAGE):
+        page = client.get(SEGMENTS_URL).content.decode()
+
+    def row(key: str) -> str:
+        return page.split(f'data-segment="{key}"')[1].split("</tr>")[0]
+
+    assert "[1.10, 9.30]" in row("active") and "significant" in row("active")
+    assert "900 treated vs 120 held out" in row("active")
+    assert "[-3.00, 5.00]" in row("lapsing") and "significant" not in row("lapsing")
+    assert "Too few customers (60 treated, 8 held out)" in row("new")
+    lifecycle = page.split('data-testid="segments-uplift_deciles"')[0]
+    assert "No outcomes yet" not in lifecycle  # outcomes exist: a segment without is "—"
+    assert "[2.00, 14.00]" in row("10")  # the same model: its deciles compare
+    assert f"strategy #{strategy.pk}" in page
+
+    # uplift deciles of another model rank customers differently: not shown against these
+    strategy.model_version = ModelVersionFactory(merchant=merchant_a)
+    strategy.save()
+    page = client.get(SEGMENTS_URL).content.decode()
+    assert "[2.00, 14.00]" not in row("10") and "[1.10, 9.30]" in row("active")
