@@ -36,6 +36,10 @@ got it (``uplift_per_coupon``, ``profit_per_coupon``).
 ``objective``, ``profit``, ``revenue``, ``conversions`` and ``roi`` (null where nothing is spent),
 over the customers the model decides for.
 
+``summary["offpolicy"]``: the strategy's value estimated from the randomized data already held
+(IPW and doubly robust, with intervals), beside the model's own numbers; its layout is in
+campaigns/offpolicy.py.
+
 The choices file: one row per eligible customer: ``customer_id`` (int64), ``kind`` (int8:
 0 treatment, 1 holdout, 2 exploration), ``arm`` (int16, index into ``strategy.arms``; 0 = no
 coupon), ``propensity`` (float32, see ``Assignment``), ``lifecycle`` (int8), ``decile`` (int8)
@@ -77,6 +81,7 @@ from modeling.services import job_enqueue
 from .audience import audience_attribute_values
 from .choices import CONTROL_ARM, AssignmentKind, AuditVerb, CampaignStatus, StrategyStatus
 from .models import Campaign, CampaignHoldout, Customer, Strategy
+from .offpolicy import strategy_offpolicy_estimate
 from .randomization import (
     affordable_prefix,
     exploration_draw,
@@ -504,6 +509,20 @@ def strategy_compute(
             **breakdown_args,
         ),
     }
+    report(80, "Estimating its value from the randomized data already held")
+    offpolicy = strategy_offpolicy_estimate(
+        merchant=campaign.merchant,
+        version=version,
+        customer_ids=customer_ids[rows],
+        policy=arm[rows],
+        arms=arms,
+        coupons=coupons,
+        p_convert=p_convert[rows],
+        order_value=None if order_value is None else order_value[rows],
+        margin_rate=float(campaign.margin_rate),
+        average_order_value=aov,
+        expected={name: expected[name] for name in ("profit", "conversions", "revenue")},
+    )
     report(85, "Writing the decisions")
     path = _write_choices(
         campaign=campaign,
@@ -532,6 +551,7 @@ def strategy_compute(
         "unconstrained_spend": _finite(frontier.unconstrained_spend),
         "caps": {code: cap for code, cap in zip(arms[1:], caps, strict=True) if cap is not None},
         "order_values": "model" if order_value is not None else "average",
+        "offpolicy": offpolicy,
     }
     try:
         with transaction.atomic():

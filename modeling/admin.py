@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from .choices import JobStatus
-from .models import Job
+from .models import Job, RetrainingSchedule
 from .services import job_cancel
 
 
@@ -38,3 +38,22 @@ class JobAdmin(admin.ModelAdmin):
             for job in queryset.filter(status__in=JobStatus.active())
         )
         self.message_user(request, _("Cancelled %(n)d jobs.") % {"n": cancelled})
+
+
+@admin.register(RetrainingSchedule)
+class RetrainingScheduleAdmin(admin.ModelAdmin):
+    """Inspect merchants' retraining schedules (managers set them on the model page)."""
+
+    list_display = [
+        "merchant",
+        "enabled",
+        "every_days",
+        "preset",
+        "next_run_at",
+        "last_run_at",
+        "last_outcome",
+    ]
+    list_filter = ["enabled", "preset"]
+    search_fields = ["merchant__name", "merchant__slug"]
+    list_select_related = ["merchant"]
+    readonly_fields = ["last_run_at", "last_outcome", "last_version", "updated_by", "updated_at"]

@@ -253,6 +253,8 @@ def segment_uplift_figure(
     if not segments or not coupons:
         return None
     traces = []
+    # Plotly's placeholders, not Python's: %{y} is the uplift in percentage points.
+    hover = _("%{x}: %{y:+.2f} pp") + "<extra>%{fullData.name}</extra>"
     for position, coupon in enumerate(coupons):
         means, plus, minus = [], [], []
         for segment in segments:
@@ -280,7 +282,7 @@ def segment_uplift_figure(
                     "arrayminus": minus,
                     "color": REFERENCE,
                 },
-                "hovertemplate": "%{x}: %{y:+.2f} pp<extra>%{fullData.name}</extra>",
+                "hovertemplate": hover,
             }
         )
     layout = _layout(

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from django.db import connection
-from django.db.models import Max
+from django.db.models import Max, Subquery
 
-from campaigns.choices import CONTROL_ARM
+from campaigns.choices import CONTROL_ARM, AssignmentKind, StrategyStatus, TreatmentSource
 from campaigns.models import CouponType, Customer, Merchant
 from modeling.sequences import EventArrays
 
@@ -92,16 +93,8 @@ def merchant_data_load(
         [merchant.pk, first, last],
         _EVENT_TYPES,
     )
-    treatments = _read(
-        f"""SELECT t.customer_id, COALESCE(ct.code, %s) AS arm,
-            {_epoch("t.assigned_at")} AS assigned_at, t.propensity, t.converted, t.revenue,
-            t.source
-        FROM campaigns_treatmentlog t
-        LEFT JOIN campaigns_coupontype ct ON ct.id = t.coupon_type_id
-        WHERE t.merchant_id = %s AND t.customer_id BETWEEN %s AND %s AND %s
-        ORDER BY t.customer_id, t.assigned_at""",
-        [CONTROL_ARM, merchant.pk, first, last, with_treatments],  # False: no rows, same shape
-        _TREATMENT_TYPES,
+    treatments = merchant_treatment_rows(
+        merchant=merchant, customer_range=(first, last), with_treatments=with_treatments
     )
     codes = CouponType.objects.filter(merchant=merchant).order_by("code")
     return MerchantData(
@@ -116,11 +109,179 @@ def merchant_data_load(
             "price": _np(events, "price").astype(np.float64),
         },
         treatments={
-            "customer_index": np.searchsorted(customer_ids, _np(treatments, "customer_id")),
-            **{name: _np(treatments, name) for name in list(_TREATMENT_TYPES)[1:]},
+            "customer_index": np.searchsorted(customer_ids, treatments["customer_id"]),
+            **{name: values for name, values in treatments.items() if name != "customer_id"},
         },
         arms=[CONTROL_ARM, *codes.values_list("code", flat=True)],
     )
+
+
+def merchant_treatment_rows(
+    *,
+    merchant: Merchant,
+    customer_range: tuple[int, int] | None = None,
+    with_treatments: bool = True,
+) -> dict[str, np.ndarray]:
+    """Every randomized row the merchant holds, sorted by customer and time: the treatment log
+    (imported history, API pushes) and the holdout and exploration rows of applied strategies
+    whose outcomes are in (``campaign_randomized_rows``).
+
+    Columns: ``customer_id`` (database id), ``arm`` (a coupon code or control),
+    ``assigned_at`` (s), ``propensity``, ``converted``, ``revenue`` (net, 0 without an order),
+    ``source`` (``TreatmentSource``) and ``redeemed`` (int8: 1 / 0, -1 where the log does not
+    say)."""
+    first, last = customer_range or (0, 2**62)
+    logged = _read(
+        f"""SELECT t.customer_id, COALESCE(ct.code, %s) AS arm,
+            {_epoch("t.assigned_at")} AS assigned_at, t.propensity, t.converted, t.revenue,
+            t.source
+        FROM campaigns_treatmentlog t
+        LEFT JOIN campaigns_coupontype ct ON ct.id = t.coupon_type_id
+        WHERE t.merchant_id = %s AND t.customer_id BETWEEN %s AND %s AND %s
+        ORDER BY t.customer_id, t.assigned_at""",
+        [CONTROL_ARM, merchant.pk, first, last, with_treatments],  # False: no rows, same shape
+        _TREATMENT_TYPES,
+    )
+    rows = {name: _np(logged, name) for name in _TREATMENT_TYPES}
+    rows["redeemed"] = np.full(len(rows["customer_id"]), -1, dtype=np.int8)
+    if with_treatments:
+        extra = campaign_randomized_rows(merchant=merchant, customer_range=(first, last))
+        if len(extra["customer_id"]):
+            rows = {name: np.concatenate([rows[name], extra[name]]) for name in rows}
+            order = np.lexsort((rows["assigned_at"], rows["customer_id"]))
+            rows = {name: values[order] for name, values in rows.items()}
+    return rows
+
+
+def campaign_randomized_rows(
+    *, merchant: Merchant, customer_range: tuple[int, int] | None = None
+) -> dict[str, np.ndarray]:
+    """The holdout and exploration rows of the merchant's applied strategies whose outcomes
+    came in (a ``RealizedResult`` exists), in the columns of ``merchant_treatment_rows``.
+
+    What happened is counted as the realized results count it (campaigns/results.py): every
+    order the customer placed inside the assignment's attribution window (from the later of the
+    assignment and the campaign's start, for the campaign's ``attribution_window_days``) makes
+    them converted, their net revenues add up, and the code is redeemed when an order carrying
+    it was attributed to this assignment. A window still open counts the orders in so far.
+
+    The propensity is that of the row's arm given that the customer was held out or explored:
+    both are random draws among the eligible customers, so within them no coupon has
+    ``(h + x / (k + 1)) / (h + x)`` and each of the k coupons ``x / (k + 1) / (h + x)``, with h
+    and x the strategy's holdout and exploration counts. The rows the model chose for are left
+    out: their arm followed the model's scores, not a logged random draw."""
+    from campaigns.models import Assignment, Outcome, RealizedResult, Strategy
+
+    first, last = customer_range or (0, 2**62)
+    strategies = list(
+        Strategy.objects.filter(
+            merchant=merchant,
+            status=StrategyStatus.APPLIED,
+            pk__in=RealizedResult.objects.values("strategy_id"),
+        ).select_related("campaign")
+    )
+    parts = []
+    randomized = [AssignmentKind.HOLDOUT, AssignmentKind.EXPLORATION]
+    for strategy in strategies:
+        rows = list(
+            Assignment.objects.filter(
+                strategy=strategy,
+                kind__in=randomized,
+                customer_id__gte=first,
+                customer_id__lte=last,
+            )
+            .order_by("customer_id")
+            .values_list("id", "customer_id", "kind", "coupon_type__code", "assigned_at")
+            .iterator(chunk_size=50_000)
+        )
+        if not rows:
+            continue
+        ids, customers, kinds, codes, assigned = zip(*rows, strict=True)
+        ids = np.asarray(ids, dtype=np.int64)
+        customers = np.asarray(customers, dtype=np.int64)
+        assigned_s = _seconds(assigned)
+        opens = np.maximum(assigned_s, int(strategy.campaign.starts_at.timestamp()))
+        closes = opens + int(strategy.campaign.attribution_window_days) * 86_400
+        orders = list(
+            Outcome.objects.filter(
+                merchant=merchant,
+                customer_id__in=Subquery(
+                    Assignment.objects.filter(strategy=strategy, kind__in=randomized).values(
+                        "customer_id"
+                    )
+                ),
+                ordered_at__gte=_utc(int(opens.min())),
+                ordered_at__lt=_utc(int(closes.max())),
+            ).values_list("customer_id", "ordered_at", "revenue", "code", "assignment_id")
+        )
+        converted = np.zeros(ids.size, dtype=bool)
+        revenue = np.zeros(ids.size)
+        redeemed = np.zeros(ids.size, dtype=np.int8)
+        if orders:
+            o_customer, o_time, o_revenue, o_code, o_assignment = zip(*orders, strict=True)
+            row = np.searchsorted(customers, np.asarray(o_customer, dtype=np.int64))
+            row = np.minimum(row, customers.size - 1)
+            ts = _seconds(o_time)
+            inside = (customers[row] == np.asarray(o_customer)) & (opens[row] <= ts)
+            inside &= ts < closes[row]
+            net = np.asarray([float(r) for r in o_revenue], dtype=np.float64)
+            attributed = np.asarray([-1 if a is None else a for a in o_assignment], np.int64)
+            coded = np.asarray([bool(c) for c in o_code], dtype=bool)
+            # Its own code, attributed to this very assignment (the import checked it).
+            own = coded & (attributed == ids[row])
+            converted[row[inside]] = True
+            np.add.at(revenue, row[inside], net[inside])
+            np.maximum.at(redeemed, row[inside], own[inside].astype(np.int8))
+        n_holdout, n_explore = strategy.holdout_customers, strategy.exploration_customers
+        k = max(len(strategy.arms or []) - 1, 1)
+        randomized_count = max(n_holdout + n_explore, 1)
+        per_arm = n_explore / (k + 1) / randomized_count
+        arm = np.array([c or CONTROL_ARM for c in codes], dtype=object)
+        kinds = np.asarray(kinds, dtype=object)
+        propensity = np.where(arm == CONTROL_ARM, n_holdout / randomized_count + per_arm, per_arm)
+        parts.append(
+            {
+                "customer_id": customers,
+                "arm": arm,
+                "assigned_at": assigned_s,
+                "propensity": np.clip(propensity, 1e-9, 1.0),
+                "converted": converted,
+                "revenue": revenue,
+                "source": np.where(
+                    kinds == AssignmentKind.HOLDOUT,
+                    TreatmentSource.HOLDOUT.value,
+                    TreatmentSource.EXPLORATION.value,
+                ).astype(object),
+                "redeemed": redeemed,
+            }
+        )
+    if not parts:
+        return _empty_rows()
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _seconds(values) -> np.ndarray:
+    """Aware datetimes -> whole seconds since the epoch (int64)."""
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    return pd.DatetimeIndex(pd.to_datetime(list(values), utc=True)).as_unit("s").asi8
+
+
+def _empty_rows() -> dict[str, np.ndarray]:
+    return {
+        "customer_id": np.zeros(0, dtype=np.int64),
+        "arm": np.zeros(0, dtype=object),
+        "assigned_at": np.zeros(0, dtype=np.int64),
+        "propensity": np.zeros(0, dtype=np.float64),
+        "converted": np.zeros(0, dtype=bool),
+        "revenue": np.zeros(0, dtype=np.float64),
+        "source": np.zeros(0, dtype=object),
+        "redeemed": np.zeros(0, dtype=np.int8),
+    }
 
 
 def _epoch(column: str) -> str:

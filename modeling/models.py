@@ -137,3 +137,55 @@ class ScoreChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} chunk {self.index} ({self.rows} customers)"
+
+
+class RetrainingSchedule(models.Model):
+    """A merchant's standing order to train a new model version every ``every_days`` days.
+
+    A periodic task (celery beat, ``modeling.tasks.retrain_due_merchants``) queues the training
+    of every merchant whose ``next_run_at`` has passed; the new version becomes champion only by
+    the promotion rule (``modeling.promotion``). With ``only_with_new_data`` a due merchant is
+    skipped (and asked again next period) when no randomized row came in since the champion was
+    trained: the same data would train the same model.
+    """
+
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, related_name="retraining_schedule"
+    )
+    enabled = models.BooleanField(_("retrain on a schedule"), default=False)
+    every_days = models.PositiveSmallIntegerField(_("every (days)"), default=7)
+    preset = models.CharField(
+        _("size"), max_length=8, choices=ModelPreset.choices, default=ModelPreset.SMALL
+    )
+    epochs = models.PositiveSmallIntegerField(_("epochs"), default=20)
+    only_with_new_data = models.BooleanField(
+        _("only when new randomized data came in"), default=True
+    )
+    next_run_at = models.DateTimeField(_("next run"), null=True, blank=True)
+    last_run_at = models.DateTimeField(_("last run"), null=True, blank=True)
+    last_outcome = models.CharField(_("last outcome"), max_length=200, blank=True)
+    last_version = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("retraining schedule")
+        verbose_name_plural = _("retraining schedules")
+        indexes = [models.Index(fields=["enabled", "next_run_at"], name="retraining_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(every_days__gte=1, every_days__lte=365),
+                name="retraining_every_1_365_days",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(epochs__gte=1, epochs__lte=200), name="retraining_epochs_1_200"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = f"every {self.every_days} d" if self.enabled else "off"
+        return f"{self.merchant} retraining ({state})"

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from campaigns.models import Customer
 from modeling.artifacts import load_trained_model
@@ -46,7 +47,7 @@ def model_version_score(*, version: ModelVersion, actor, chunk_size: int | None 
     from modeling.tasks import score_model
 
     if version.status != ModelStatus.READY:
-        raise ScoringError("Only a ready model can score customers.")
+        raise ScoringError(_("Only a ready model can score customers."))
     return job_enqueue(
         merchant=version.merchant,
         kind=JobKind.SCORE,
@@ -105,7 +106,7 @@ def score_chunk(
     partial = folder / f".chunk-{index:05d}-{uuid.uuid4().hex[:8]}.tmp"
     pq.write_table(pa.table(columns), partial)
     os.replace(partial, path)  # readers see the old file or the new one, never half of one
-    chunk, _ = ScoreChunk.objects.update_or_create(
+    chunk, _created = ScoreChunk.objects.update_or_create(
         version=version,
         index=index,
         defaults={
@@ -165,7 +166,7 @@ def model_version_scores(*, version: ModelVersion) -> VersionScores:
         ScoreChunk.objects.filter(version=version).order_by("index").values_list("path", flat=True)
     )
     if not paths:
-        raise ScoringError("This model has not scored the customers yet.")
+        raise ScoringError(_("This model has not scored the customers yet."))
     tables = [pq.read_table(path) for path in paths]
     has_lifecycle = all("lifecycle" in t.column_names for t in tables)
     if not has_lifecycle:

@@ -14,6 +14,7 @@ from celery import Task
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from campaigns.choices import AuditVerb
 from campaigns.models import Merchant
@@ -158,11 +159,18 @@ def worker_check_enqueue(*, merchant: Merchant, actor) -> list[Job]:
 
 
 @transaction.atomic
-def model_version_promote(*, version: ModelVersion, actor, reason: str = "manual") -> ModelVersion:
-    """Make a ready version its merchant's champion (the previous one steps down), audited."""
+def model_version_promote(
+    *, version: ModelVersion, actor, reason: str = "manual", evidence: dict | None = None
+) -> ModelVersion:
+    """Make a ready version its merchant's champion (the previous one steps down), audited.
+
+    The audit event records who, why (``reason``: "manual" for a manager's choice) and the
+    comparison with the champion on the shared held-out split (``evidence``; by default the one
+    kept with the version at training, ``modeling.promotion``), including whether the promotion
+    rule was met: a manager may promote a version that did not meet it, and the log says so."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     if version.status != ModelStatus.READY:
-        raise ValidationError("Only a ready model can become the champion.")
+        raise ValidationError(_("Only a ready model can become the champion."))
     if version.is_champion:
         return version
     previous = ModelVersion.objects.filter(merchant=version.merchant, is_champion=True).first()
@@ -180,9 +188,30 @@ def model_version_promote(*, version: ModelVersion, actor, reason: str = "manual
             "version": version.number,
             "previous": previous.number if previous else None,
             "reason": reason,
+            **_promotion_evidence(version, previous, evidence),
         },
     )
     return version
+
+
+def _promotion_evidence(
+    version: ModelVersion, previous: ModelVersion | None, evidence: dict | None
+) -> dict:
+    """The comparison behind a promotion, for the audit log (empty without one)."""
+    evidence = evidence or (version.evaluation or {}).get("champion_comparison")
+    if not evidence:
+        return {}
+    difference = evidence.get("difference") or {}
+    return {
+        "rule": evidence.get("rule"),
+        "rule_met": bool(evidence.get("promote")),
+        "compared_with": evidence.get("champion"),
+        # False when the comparison was with another champion than the one stepping down.
+        "compared_with_previous": previous is not None
+        and evidence.get("champion_id") == previous.pk,
+        "dr_difference": {k: difference.get(k) for k in ("value", "low", "high")},
+        "held_out_rows": evidence.get("rows"),
+    }
 
 
 @transaction.atomic

@@ -49,17 +49,21 @@ __all__ = [
     "CATEGORIES",
     "DEFAULT_COUPONS",
     "EVENT_TYPES",
+    "OUTCOMES_HEADER",
     "PERSONAS",
     "CouponSpec",
     "GroundTruth",
+    "NextPeriod",
     "OraclePolicy",
     "SimulatedMerchant",
     "draw_outcomes",
     "ground_truth_from_events",
     "load_ground_truth",
     "oracle_incremental_profit",
+    "play_next_period",
     "simulate_merchant",
     "write_csvs",
+    "write_outcomes_csv",
 ]
 
 ARMS_CONTROL = "control"
@@ -939,14 +943,31 @@ def _draw(
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Outcomes for rows with the given arm index (0 = control): converted and net revenue."""
+    converted, order, discount = _draw_orders(
+        p, order_value, arm, coupons, shipping_fee, free_level, rng
+    )
+    revenue = np.where(converted, np.round(order - discount, 2), 0.0)
+    return converted, revenue
+
+
+def _draw_orders(
+    p: np.ndarray,
+    order_value: np.ndarray,
+    arm: np.ndarray,
+    coupons: tuple[CouponSpec, ...],
+    shipping_fee: float,
+    free_level: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whether each row converts, its gross order (lognormal around ``order_value``) and the
+    coupon's realized cost on it (0 under control, and where the coupon's terms are not met)."""
     converted = rng.random(len(p)) < p
     order = order_value * np.exp(ORDER_SIGMA * rng.standard_normal(len(p)) - 0.5 * ORDER_SIGMA**2)
     discount = np.zeros(len(p))
     for a, coupon in enumerate(coupons, start=1):
         rows = arm == a
         discount[rows] = _realized_discount(coupon, order[rows], shipping_fee, free_level)
-    revenue = np.where(converted, np.round(order - discount, 2), 0.0)
-    return converted, revenue
+    return converted, order, discount
 
 
 def simulate_merchant(
@@ -1099,6 +1120,178 @@ def draw_outcomes(
     )
 
 
+@dataclass
+class NextPeriod:
+    """The period after a strategy was applied, played from the ground truth.
+
+    Per assigned customer, in the order given: the arm (index into ``GroundTruth.arms``) and
+    code, whether they ordered (``converted``), the gross ``order`` value, the coupon's realized
+    cost on it (``discount``: 0 under control and where the coupon's terms are not met), whether
+    the code was ``redeemed`` (converted under a coupon whose terms the order met), the net
+    ``revenue`` (order less discount, rounded to cents; 0 without an order), when it was ordered
+    and its ``order_id`` ("" without an order).
+
+    And the truth to compare a measurement with: per customer the TRUE expected incremental
+    profit, conversions, revenue and coupon cost of the arm they got against no coupon
+    (``GroundTruth.uplift`` and friends; 0 for control), at ``margin_rate``.
+    """
+
+    customer_id: np.ndarray
+    arm: np.ndarray
+    code: np.ndarray
+    converted: np.ndarray
+    order: np.ndarray
+    discount: np.ndarray
+    redeemed: np.ndarray
+    revenue: np.ndarray
+    ordered_at: np.ndarray  # datetime64[s]
+    order_id: np.ndarray
+    true_profit: np.ndarray
+    true_conversions: np.ndarray
+    true_revenue: np.ndarray
+    true_cost: np.ndarray
+    margin_rate: float
+
+    @property
+    def n_orders(self) -> int:
+        return int(self.converted.sum())
+
+    @property
+    def true_incremental_profit(self) -> float:
+        """The strategy's TRUE expected incremental profit against giving everyone no coupon."""
+        return float(self.true_profit.sum())
+
+    def true_totals(self, rows: np.ndarray | None = None) -> dict[str, float]:
+        """True expected incremental profit, conversions, revenue and coupon cost, summed over
+        ``rows`` (a mask or indices; all customers by default), and how many customers."""
+        pick = slice(None) if rows is None else rows
+        return {
+            "customers": int(np.ones(len(self.arm), dtype=bool)[pick].sum()),
+            "profit": float(self.true_profit[pick].sum()),
+            "conversions": float(self.true_conversions[pick].sum()),
+            "revenue": float(self.true_revenue[pick].sum()),
+            "cost": float(self.true_cost[pick].sum()),
+        }
+
+
+def _truth_rows(truth: GroundTruth, customer_id: np.ndarray) -> np.ndarray:
+    """Row of ``truth`` per customer id (external ids as strings, or row indices)."""
+    if customer_id.dtype.kind in "iu":
+        index = customer_id.astype(np.int64)
+        if np.any((index < 0) | (index >= truth.n_customers)):
+            raise ValueError("customer index outside the ground truth")
+        return index
+    if truth.customer_id is None:
+        raise ValueError("this ground truth carries no customer ids; pass row indices")
+    known = np.asarray(truth.customer_id).astype(str)
+    wanted = customer_id.astype(str)
+    order = np.argsort(known, kind="stable")
+    position = np.clip(np.searchsorted(known[order], wanted), 0, max(len(known) - 1, 0))
+    index = order[position] if len(known) else np.zeros(len(wanted), dtype=np.int64)
+    missing = wanted[known[index] != wanted] if len(known) else wanted
+    if missing.size:
+        raise ValueError(f"{missing.size} customers are not in the ground truth, e.g. {missing[0]}")
+    return index.astype(np.int64)
+
+
+def _terms_met(coupon: CouponSpec, order: np.ndarray, free_level: float) -> np.ndarray:
+    """Whether an order of this gross value gets the coupon (``realized_coupon_cost``'s rule):
+    free shipping below the free-shipping level, every other kind from its minimum spend."""
+    if coupon.kind == "free_shipping":
+        return order < free_level
+    return order >= coupon.min_spend
+
+
+def play_next_period(
+    truth: GroundTruth,
+    customer_id: np.ndarray,
+    arms: np.ndarray,
+    codes: np.ndarray | None = None,
+    *,
+    start: np.datetime64,
+    margin_rate: float,
+    seed: int,
+    days: int | None = None,
+    order_prefix: str | None = None,
+) -> NextPeriod:
+    """Play the period after a strategy was applied: customer ``customer_id[i]`` (an external
+    id, or a row index into the truth) got ``arms[i]`` (an arm name or index; ``control`` for
+    the holdout and no coupon) with coupon code ``codes[i]``.
+
+    Each customer converts with the true P(convert | arm) within ``days`` (default: the truth's
+    outcome window) from ``start``, orders once, for a gross value lognormal around the true
+    expected order value under the arm (``ORDER_SIGMA``, as the historical experiment draws),
+    and redeems the code when the order meets the coupon's terms, which then costs
+    ``economics.realized_coupon_cost``; the net revenue is the order less that cost, as in the
+    historical experiment. Order times are uniform over the period, order ids
+    ``<order_prefix><n>`` (default prefix ``P<seed>-``). Deterministic by ``seed``."""
+    customer_id = np.asarray(customer_id)
+    arms = np.asarray(arms)
+    n = len(customer_id)
+    if len(arms) != n:
+        raise ValueError(f"{len(arms)} arms for {n} customers")
+    arm = (
+        _codes(arms.astype(str), truth.arms) if arms.dtype.kind in "UOS" else arms.astype(np.int64)
+    )
+    if np.any(arm < 0) or np.any(arm >= len(truth.arms)):
+        raise ValueError(f"unknown arm; expected one of {truth.arms}")
+    codes = np.full(n, "", dtype=object) if codes is None else np.asarray(codes, dtype=object)
+    if len(codes) != n:
+        raise ValueError(f"{len(codes)} codes for {n} customers")
+    codes = np.array(["" if c is None else str(c) for c in codes], dtype=object)
+    if np.any((arm > 0) & (codes == "")):
+        raise ValueError("every customer given a coupon needs its code")
+    rows = _truth_rows(truth, customer_id)
+    days = truth.outcome_window_days if days is None else int(days)
+    if days < 1:
+        raise ValueError("days must be at least 1")
+
+    rng = np.random.default_rng(seed)
+    p = truth.p_convert[rows, arm].astype(np.float64)
+    value = truth.order_value[rows, arm].astype(np.float64)
+    converted, order, discount = _draw_orders(
+        p, value, arm, truth.coupons, truth.shipping_fee, truth.free_shipping_level, rng
+    )
+    offsets = rng.integers(0, days * _DAY, size=n)
+    met = np.zeros(n, dtype=bool)
+    for a, coupon in enumerate(truth.coupons, start=1):
+        on_arm = arm == a
+        met[on_arm] = _terms_met(coupon, order[on_arm], truth.free_shipping_level)
+    redeemed = converted & (arm > 0) & met
+    discount = np.where(redeemed, discount, 0.0)
+    revenue = np.where(converted, np.round(order - discount, 2), 0.0)
+    ordered_at = np.datetime64(start, "s") + offsets.astype("timedelta64[s]")
+    ordered_at = np.where(converted, ordered_at, np.datetime64("NaT", "s"))
+    prefix = f"P{seed}-" if order_prefix is None else order_prefix
+    order_id = np.full(n, "", dtype=object)
+    numbers = np.arange(1, int(converted.sum()) + 1).astype(str)
+    order_id[converted] = np.char.add(prefix, np.char.zfill(numbers, 8)).astype(object)
+
+    p_all = truth.p_convert[rows].astype(np.float64)
+    ov_all = truth.order_value[rows].astype(np.float64)
+    cost_all = truth.discount_cost[rows].astype(np.float64)
+    picked = np.arange(n), arm
+    p0, ov0 = p_all[:, 0], ov_all[:, 0]
+    pa_, ova, costa = p_all[picked], ov_all[picked], cost_all[picked]
+    return NextPeriod(
+        customer_id=customer_id,
+        arm=arm,
+        code=codes,
+        converted=converted,
+        order=np.where(converted, order, 0.0),
+        discount=discount,
+        redeemed=redeemed,
+        revenue=revenue,
+        ordered_at=ordered_at,
+        order_id=order_id,
+        true_profit=pa_ * (ova * margin_rate - costa) - p0 * ov0 * margin_rate,
+        true_conversions=pa_ - p0,
+        true_revenue=pa_ * (ova - costa) - p0 * ov0,
+        true_cost=pa_ * costa,
+        margin_rate=float(margin_rate),
+    )
+
+
 def oracle_incremental_profit(
     truth: GroundTruth, margin_rate: float, budget: float | None = None
 ) -> OraclePolicy:
@@ -1237,6 +1430,30 @@ def write_csvs(
             writer.writerow([_plain(getattr(coupon, name)) for name in COUPON_TYPES_HEADER])
     _save_ground_truth(sim.truth, paths["ground_truth"])
     return paths
+
+
+OUTCOMES_HEADER = ("customer_id", "order_id", "ordered_at", "revenue", "code")
+
+
+def write_outcomes_csv(period: NextPeriod, path: Path) -> Path:
+    """The period's orders in the outcomes format (``OUTCOMES_HEADER``: one row per order, UTC
+    timestamps with Z, revenue net of the discount, the code where it was redeemed)."""
+    import pyarrow as pa
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = np.flatnonzero(period.converted)
+    rows = rows[np.argsort(period.ordered_at[rows], kind="stable")]
+    ids = period.customer_id[rows]
+    columns = [
+        pa.array(ids.astype(str) if ids.dtype.kind in "iu" else ids.astype(object)),
+        pa.array(period.order_id[rows].astype(object)),
+        _iso_utc(period.ordered_at[rows]),
+        pa.array(period.revenue[rows]),
+        pa.array(np.where(period.redeemed[rows], period.code[rows], "").astype(object)),
+    ]
+    _write_csv(path, OUTCOMES_HEADER, len(rows), lambda lo, hi: [c[lo:hi] for c in columns], 10**6)
+    return path
 
 
 def _plain(value: object) -> object:

@@ -140,3 +140,11 @@ def score_finish(job_id: int, version_id: int, chunks: int) -> None:
     if job is None or version is None:
         return
     scoring_finish(job=job, version=version, chunks=chunks)
+
+
+@shared_task(name="modeling.tasks.retrain_due_merchants", soft_time_limit=300, time_limit=360)
+def retrain_due_merchants() -> int:
+    """Periodic (beat): queue the training of every merchant whose retraining is due."""
+    from .retraining_service import retraining_run_due
+
+    return len(retraining_run_due())

@@ -1,9 +1,14 @@
 """Training a merchant's uplift model: the Django side around the ML core.
 
 ``model_version_train`` queues a version and its job on the `training` queue; ``train_version``
-(run by the task) loads the merchant's data, splits the randomized experiment by customer into
-training and held-out rows, trains, evaluates on the held-out rows, saves the artifact
-atomically and marks the version ready (the merchant's first ready model becomes champion).
+(run by the task) loads the merchant's data: every randomized row so far (the treatment log and
+the holdout and exploration rows of applied strategies with outcomes, each with its logged
+propensity: ``modeling.dataset.merchant_treatment_rows``); splits it by customer into training
+and held-out rows with a keyed hash per merchant (``evaluation_split``: every version holds out
+the same customers); trains, evaluates on the held-out rows, saves the artifact atomically and
+marks the version ready. The merchant's first ready model becomes champion; a later one only when
+it beats the champion on the same held-out rows (``modeling.promotion``: the champion is
+re-scored there and the rule's comparison is kept in ``evaluation["champion_comparison"]``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from django.conf import settings
 from django.db import transaction
 
 from campaigns.models import Merchant
-from modeling.artifacts import save_trained_model
+from campaigns.randomization import hash_uniform
+from modeling.artifacts import load_trained_model, save_trained_model
 from modeling.baselines import (
     ArmMeans,
     ResponseModel,
@@ -29,12 +35,25 @@ from modeling.choices import JobKind, ModelPreset, ModelStatus
 from modeling.dataset import MerchantData, merchant_data_load
 from modeling.metrics import evaluate_uplift
 from modeling.models import ModelVersion
+from modeling.promotion import (
+    align_predictions,
+    compare_with_champion,
+    evaluation_split,
+)
 from modeling.scoring import predict
 from modeling.sequences import EventArrays, static_features
-from modeling.services import job_enqueue, model_version_finish, model_version_next_number
-from modeling.training import TrainingConfig, TreatmentArrays, customer_split, train_uplift_model
+from modeling.services import (
+    job_enqueue,
+    model_version_finish,
+    model_version_next_number,
+    model_version_promote,
+)
+from modeling.training import TrainingConfig, TreatmentArrays, train_uplift_model
 
 HELD_OUT_SHARE = 0.2  # customers kept out of training, for the offline evaluation
+# Salt of the held-out split's keyed hash, with the merchant's id: fixed for the merchant, so
+# every version of it holds out the same customers and champion and challenger compare there.
+SPLIT_SALT = "promo-portal-evaluation-split"
 Report = Callable[[int, str], None]
 
 
@@ -81,7 +100,7 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     data = merchant_data_load(merchant=version.merchant)
     events, treatments = experiment_arrays(data)
     config = TrainingConfig.from_dict(version.hyperparameters)
-    held_out = customer_split(treatments.customer_index, HELD_OUT_SHARE, config.seed + 1)
+    held_out = held_out_rows(merchant=version.merchant, data=data, treatments=treatments)
     training_rows = np.flatnonzero(~held_out)
     curves: list[dict[str, float]] = []
     pretraining: list[dict[str, float]] = []
@@ -117,10 +136,15 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     )
     report(88, "Evaluating on held-out customers")
     evaluation = _evaluate(bundle, events, treatments, held_out, data.arms, config, report)
+    report(94, "Comparing with the champion on the same held-out customers")
+    comparison = _champion_comparison(version, bundle, events, treatments, held_out, data.arms)
+    if comparison is not None:
+        evaluation["champion_comparison"] = comparison
+    evaluation["split"] = {"kind": "customer_hash", "share": HELD_OUT_SHARE}
     path = Path(settings.MODEL_ARTIFACT_ROOT) / version.merchant.slug / f"v{version.number}"
     save_trained_model(bundle, path)
     report(97, "Saved")
-    return model_version_finish(
+    version = model_version_finish(
         version=version,
         arms=list(bundle.arms),
         artifact_path=str(path),
@@ -138,8 +162,100 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
             "treatments": len(treatments),
             "training_rows": int(training_rows.size),
             "held_out_rows": int(held_out.sum()),
+            **_rows_by_source(data),
         },
     )
+    if comparison and comparison.get("promote") and not version.is_champion:
+        version = model_version_promote(
+            version=version,
+            actor=None,
+            reason="beat the champion on the shared held-out split",
+            evidence=comparison,
+        )
+    return version
+
+
+def held_out_rows(
+    *, merchant: Merchant, data: MerchantData, treatments: TreatmentArrays
+) -> np.ndarray:
+    """Which treatment rows are held out for evaluation: those of the customers whose keyed
+    hash (merchant salt, database id) falls in the held-out share (``modeling.promotion``)."""
+    return held_out_customers(
+        merchant=merchant, customer_ids=data.customer_ids[treatments.customer_index]
+    )
+
+
+def held_out_customers(*, merchant: Merchant, customer_ids: np.ndarray) -> np.ndarray:
+    """Whether each customer (database ids) is on the held-out side of the merchant's split:
+    no version trained with the split (``evaluation["split"]``) learned from their rows."""
+    uniform = hash_uniform(np.asarray(customer_ids), salt=f"{SPLIT_SALT}:{merchant.pk}")
+    return evaluation_split(uniform, HELD_OUT_SHARE)
+
+
+def trained_on_split(version: ModelVersion) -> bool:
+    """Whether the version held out the merchant's split (versions trained before it did not)."""
+    return (version.evaluation or {}).get("split", {}).get("kind") == "customer_hash"
+
+
+def _rows_by_source(data: MerchantData) -> dict[str, int]:
+    """Treatment rows per source beyond the imported history (holdout, exploration ...)."""
+    sources, counts = np.unique(
+        np.asarray(data.treatments["source"]).astype(str), return_counts=True
+    )
+    return {
+        f"{source}_rows": int(count)
+        for source, count in zip(sources, counts, strict=True)
+        if source != "import"
+    }
+
+
+def _held_out_predictions(bundle, events: EventArrays, customers: np.ndarray) -> np.ndarray:
+    """``bundle``'s P(convert) per held-out row (customers may repeat), predicting each
+    customer once."""
+    unique, inverse = np.unique(customers, return_inverse=True)
+    return predict(bundle, events.subset(unique)).p_convert[inverse]
+
+
+def _champion_comparison(
+    version: ModelVersion,
+    bundle,
+    events: EventArrays,
+    treatments: TreatmentArrays,
+    held_out: np.ndarray,
+    arms: list[str],
+) -> dict[str, Any] | None:
+    """The promotion rule's comparison with the merchant's champion on this version's held-out
+    rows (``modeling.promotion``); None without a champion to compare with."""
+    champion = (
+        ModelVersion.objects.filter(merchant=version.merchant, is_champion=True)
+        .exclude(pk=version.pk)
+        .first()
+    )
+    if champion is None:
+        return None
+    entry: dict[str, Any] = {"champion": champion.number, "champion_id": champion.pk}
+    rows = np.flatnonzero(held_out)
+    if rows.size == 0:
+        return {**entry, "error": "no held-out rows", "promote": False}
+    try:
+        champion_bundle = load_trained_model(champion.artifact_path)
+    except (OSError, ValueError) as error:
+        return {**entry, "error": f"the champion's model could not be loaded: {error}"[:500]}
+    held = treatments.take(rows)
+    customers = held.customer_index
+    p_challenger = align_predictions(
+        _held_out_predictions(bundle, events, customers), bundle.arms, arms
+    )
+    p_champion = align_predictions(
+        _held_out_predictions(champion_bundle, events, customers), champion_bundle.arms, arms
+    )
+    comparison = compare_with_champion(
+        p_challenger, p_champion, held.arm_codes(arms), held.converted, held.propensity
+    )
+    # Whether the champion was trained on this split: versions trained before the hash split
+    # may have seen some of these customers, which flatters the champion.
+    same_split = trained_on_split(champion)
+    return _plain({**entry, **comparison.to_dict(), "champion_same_split": same_split})
 
 
 def experiment_arrays(data: MerchantData) -> tuple[EventArrays, TreatmentArrays]:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="job-cancel"),
     path("models/", views.ModelListView.as_view(), name="models"),
     path("models/train/", views.ModelTrainView.as_view(), name="model-train"),
+    path("models/retraining/", views.RetrainingScheduleView.as_view(), name="retraining"),
     path("models/<int:version_id>/", views.ModelDetailView.as_view(), name="model"),
     path(
         "models/<int:version_id>/training/",

@@ -18,7 +18,8 @@ from tests.factories import ModelVersionFactory
 pytestmark = pytest.mark.django_db
 
 ARMS = ["control", "AMT20", "PCT10"]  # as ModelVersion.arms lists them
-QUERIES_MODEL_PAGE = 6  # session, user, membership, the version, the versions list, the navbar
+# session, user, membership, the version, the versions list, the navbar, the retraining schedule
+QUERIES_MODEL_PAGE = 7
 QUERIES_FRAGMENT = 4  # session, user, membership, the version
 BASELINES = ("static_network", "t_learner", "best_single_coupon", "response_model", "random")
 

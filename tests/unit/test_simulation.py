@@ -514,3 +514,147 @@ def test_ground_truth_round_trips_through_npz(tmp_path):
     assert oracle_incremental_profit(loaded, 0.3).total_profit == pytest.approx(
         oracle_incremental_profit(truth, 0.3).total_profit
     )
+
+
+# --- the next period ---------------------------------------------------------------------------
+def _next_period_inputs(truth, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ids = truth.customer_id[:n]
+    arm = rng.integers(0, len(truth.arms), size=n)
+    names = np.array(truth.arms)[arm]
+    codes = np.where(arm > 0, np.char.add("CODE-", np.arange(n).astype(str)), "")
+    return ids, names, codes, arm
+
+
+START = np.datetime64("2026-03-01T00:00:00", "s")
+
+
+def test_the_next_period_is_reproducible_from_its_seed(sim):
+    ids, names, codes, _ = _next_period_inputs(sim.truth, 3000)
+
+    def play(seed):
+        return simulation.play_next_period(
+            sim.truth, ids, names, codes, start=START, margin_rate=0.3, seed=seed
+        )
+
+    a, b, other = play(4), play(4), play(5)
+    for name in ("converted", "revenue", "redeemed", "order_id"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert np.array_equal(a.ordered_at.astype(np.int64), b.ordered_at.astype(np.int64))
+    assert not np.array_equal(a.converted, other.converted)
+    # the truth does not depend on the draw
+    assert a.true_incremental_profit == other.true_incremental_profit
+
+
+def test_the_next_period_draws_from_the_true_probabilities_and_order_values(sim):
+    # given every customer on one coupon, then on none
+    truth = sim.truth
+    ids = truth.customer_id
+    pct = truth.arm_index("PCT10")
+    codes = np.char.add("C-", np.arange(len(ids)).astype(str))
+    conversions, profit = [], []
+    for seed in range(4):
+        period = simulation.play_next_period(
+            truth, ids, np.full(len(ids), "PCT10"), codes, start=START, margin_rate=0.3, seed=seed
+        )
+        conversions.append(period.converted.sum())
+        profit.append((period.order * 0.3 - period.discount).sum())
+        # percent off applies to every order; the code is redeemed on every order and no other
+        assert np.array_equal(period.redeemed, period.converted)
+        assert np.allclose(period.discount[period.converted], 0.1 * period.order[period.converted])
+        assert np.allclose(
+            period.revenue[period.converted],
+            np.round(period.order - period.discount, 2)[period.converted],
+        )
+    # then the counts follow P(convert | PCT10) and the profit its expectation
+    p = truth.p_convert[:, pct].astype(np.float64)
+    expected = p.sum()
+    assert abs(np.mean(conversions) - expected) < 4 * np.sqrt((p * (1 - p)).sum() / 4)
+    expected_profit = (p * (truth.order_value[:, pct] * 0.3 - truth.discount_cost[:, pct])).sum()
+    assert np.mean(profit) == pytest.approx(expected_profit, rel=0.1)
+
+
+def test_redemption_follows_the_coupon_terms_as_in_the_historical_experiment(sim):
+    truth = sim.truth
+    n = 6000
+    ids = truth.customer_id[:n]
+    for arm, met in (
+        ("SPEND199_30", lambda order: order >= 199),
+        ("FREESHIP", lambda order: order < 99),
+        ("control", lambda order: np.zeros(order.shape, dtype=bool)),
+    ):
+        codes = np.full(n, "" if arm == "control" else "X-1", dtype=object)
+        period = simulation.play_next_period(
+            truth, ids, np.full(n, arm), codes, start=START, margin_rate=0.3, seed=2
+        )
+        bought = period.converted
+        assert np.array_equal(period.redeemed, bought & met(period.order)), arm
+        assert np.all(period.discount[~period.redeemed] == 0)
+        assert np.all(period.revenue[~bought] == 0)
+        assert np.all(period.order_id[~bought] == "")
+        assert len(set(period.order_id[bought])) == bought.sum()
+        # the coupon is not always redeemed, nor never (the terms split the orders)
+        if arm != "control":
+            assert 0 < period.redeemed.sum() < bought.sum()
+
+
+def test_the_true_incremental_profit_is_the_ground_truths(sim):
+    truth = sim.truth
+    ids, names, codes, arm = _next_period_inputs(truth, 5000, seed=3)
+    period = simulation.play_next_period(
+        truth, ids, names, codes, start=START, margin_rate=0.25, seed=1
+    )
+    rows = np.arange(5000)
+    uplift = truth.uplift(0.25)[rows, arm]
+    assert period.true_incremental_profit == pytest.approx(uplift.sum())
+    assert np.allclose(period.true_conversions, truth.conversion_uplift()[rows, arm])
+    assert np.all(period.true_profit[arm == 0] == 0)
+    held = arm % 2 == 0
+    totals = period.true_totals(held)
+    assert totals["customers"] == held.sum()
+    assert totals["profit"] == pytest.approx(uplift[held].sum())
+    assert totals["cost"] == pytest.approx(truth.expected_cost()[rows, arm][held].sum())
+
+
+def test_orders_fall_within_the_period_and_refuse_bad_input(sim):
+    truth = sim.truth
+    ids, names, codes, _ = _next_period_inputs(truth, 2000)
+    period = simulation.play_next_period(
+        truth, ids, names, codes, start=START, margin_rate=0.3, seed=9, days=3
+    )
+    times = period.ordered_at[period.converted]
+    assert times.min() >= START and times.max() < START + np.timedelta64(3 * 86_400, "s")
+    assert np.all(np.isnat(period.ordered_at[~period.converted]))
+    with pytest.raises(ValueError, match="not in the ground truth"):
+        simulation.play_next_period(
+            truth, np.array(["NOPE"]), np.array(["control"]), None, start=START,
+            margin_rate=0.3, seed=1,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="needs its code"):
+        simulation.play_next_period(
+            truth, ids[:1], np.array(["PCT10"]), np.array([""]), start=START,
+            margin_rate=0.3, seed=1,
+        )  # fmt: skip
+
+
+def test_outcomes_csv_has_one_row_per_order_in_the_shared_format(sim, tmp_path):
+    truth = sim.truth
+    ids, names, codes, _ = _next_period_inputs(truth, 4000, seed=5)
+    period = simulation.play_next_period(
+        truth, ids, names, codes, start=START, margin_rate=0.3, seed=6
+    )
+    path = simulation.write_outcomes_csv(period, tmp_path / "outcomes.csv")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["customer_id", "order_id", "ordered_at", "revenue", "code"]
+    assert len(rows) == period.n_orders
+    by_order = {r["order_id"]: r for r in rows}
+    bought = np.flatnonzero(period.converted)
+    for i in bought[:200]:
+        row = by_order[period.order_id[i]]
+        assert row["customer_id"] == ids[i]
+        assert float(row["revenue"]) == pytest.approx(period.revenue[i])
+        assert row["code"] == (codes[i] if period.redeemed[i] else "")
+        assert row["ordered_at"].endswith("Z")
+    assert len({r["order_id"] for r in rows}) == len(rows)
+    assert all(float(r["revenue"]) >= 0 for r in rows)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from campaigns.choices import Role
-from campaigns.models import Customer, Membership, Merchant
-from campaigns.simulated import merchant_load_simulation
+from campaigns.choices import Role, StrategyStatus
+from campaigns.loop import LoopError, describe, loop_campaign, loop_train
+from campaigns.models import Customer, Membership, Merchant, Strategy
+from campaigns.simulated import (
+    SimulationImportError,
+    merchant_ground_truth,
+    merchant_load_simulation,
+)
+from modeling.models import ModelVersion
 from modeling.scoring_service import model_version_score
 from modeling.selectors import merchant_champion
 from modeling.training_service import model_version_train
@@ -17,6 +25,8 @@ DEMO_SLUG = "demo"
 DEMO_CUSTOMERS = 20_000
 DEMO_SEED = 2026
 DEMO_EPOCHS = 8
+# The demo campaign's budget (expected coupon spend) per customer; see demo_loop.
+DEMO_BUDGET_PER_CUSTOMER = Decimal("0.40")
 # Printed at start-up; the demo runs locally on the embedded database only.
 DEMO_PASSWORD = "promo-demo"  # noqa: S105
 DEMO_USERS = [
@@ -40,6 +50,15 @@ class Command(BaseCommand):
             dest="model",
             action="store_false",
             help="Do not train the first model (it takes about a minute on a CPU).",
+        )
+        parser.add_argument(
+            "--no-loop",
+            dest="loop",
+            action="store_false",
+            help=(
+                "Do not take the demo merchant round the loop once (a past campaign applied, "
+                "its outcomes imported and measured, a second model trained): about a minute."
+            ),
         )
         parser.add_argument(
             "--customers",
@@ -66,6 +85,8 @@ class Command(BaseCommand):
                 model_version_score(version=version, actor=None)
                 version.refresh_from_db()
                 self.stdout.write(f"  customers scored: {version.scored_at is not None}")
+        if customers and options["model"] and options["loop"]:
+            self._round_the_loop(merchant, customers)
         self.stdout.write(self.style.SUCCESS(f"Demo merchant '{merchant.name}' is ready."))
         self.stdout.write(
             "\n".join(
@@ -80,6 +101,33 @@ class Command(BaseCommand):
                 ]
             )
         )
+
+    def _round_the_loop(self, merchant: Merchant, customers: int) -> None:
+        """Once: a past campaign proposed from the champion, applied, its period played from
+        the simulator's truth, its outcomes imported and measured; then a second model version
+        trained on the experiment plus that campaign's holdout and exploration."""
+        applied = Strategy.objects.filter(merchant=merchant, status=StrategyStatus.APPLIED)
+        if applied.exists() or merchant_champion(merchant=merchant) is None:
+            return
+        say = self.stdout.write
+        say("Taking the demo merchant round the loop once (a campaign that ran last week) ...")
+        try:
+            truth = merchant_ground_truth(merchant=merchant)
+            loop = loop_campaign(
+                merchant=merchant,
+                truth=truth,
+                budget=(DEMO_BUDGET_PER_CUSTOMER * customers).quantize(Decimal("1")),
+                seed=DEMO_SEED,
+                report=say,
+                name="Spring tea week",
+            )
+            for line in describe(loop, merchant.currency):
+                say(line)
+            if ModelVersion.objects.filter(merchant=merchant).count() < 2:
+                say("Training the second model version on the new randomized rows ...")
+                loop_train(merchant=merchant, epochs=DEMO_EPOCHS, report=say)
+        except (LoopError, SimulationImportError) as error:
+            say(self.style.WARNING(f"  the loop stopped: {error}"))
 
     @transaction.atomic
     def _merchant_and_users(self, password: str) -> Merchant:
