@@ -13,7 +13,7 @@ from django.db import transaction
 
 from campaigns.choices import CONTROL_ARM, AssignmentKind, ImportSource, ImportStatus
 from campaigns.imports.service import import_create_from_file, import_run
-from campaigns.models import Assignment, CouponType, Merchant, Strategy
+from campaigns.models import Assignment, CouponType, DataImport, Merchant, Strategy
 from campaigns.services import coupon_type_create
 from modeling.simulation import (
     GroundTruth,
@@ -44,23 +44,7 @@ def merchant_load_simulation(
     paths = write_csvs(simulation, simulation_dir(merchant))
     _create_coupon_types(merchant, simulation)
     for kind in ("customers", "events", "treatments"):
-        data_import = import_create_from_file(
-            merchant=merchant,
-            kind=kind,
-            path=paths[kind],
-            filename=paths[kind].name,
-            actor=None,
-            source=ImportSource.COMMAND,
-        )
-        data_import = import_run(data_import=data_import)
-        if data_import.status != ImportStatus.SUCCEEDED:
-            shown = "; ".join(
-                f"line {e.get('line')}, {e.get('column')} {e.get('value')!r}: {e.get('reason')}"
-                for e in data_import.errors[:5]
-            )
-            raise SimulationImportError(
-                f"Importing {kind} failed: {data_import.message} {shown}".strip()
-            )
+        data_import = _import_file(merchant=merchant, kind=kind, path=paths[kind], actor=None)
         report(f"  {kind}: {data_import.message}")
     return simulation
 
@@ -165,11 +149,16 @@ def strategy_simulate_outcomes(
 def merchant_import_outcomes(*, merchant: Merchant, path: Path, actor=None):
     """Import an outcomes CSV through the import service (all or nothing; the realized results
     of the strategies it touches are recomputed by the import)."""
+    return _import_file(merchant=merchant, kind="outcomes", path=Path(path), actor=actor)
+
+
+def _import_file(*, merchant: Merchant, kind: str, path: Path, actor) -> DataImport:
+    """Run one simulated CSV through the import service; SimulationImportError on failure."""
     data_import = import_create_from_file(
         merchant=merchant,
-        kind="outcomes",
+        kind=kind,
         path=path,
-        filename=Path(path).name,
+        filename=path.name,
         actor=actor,
         source=ImportSource.COMMAND,
     )
@@ -179,5 +168,7 @@ def merchant_import_outcomes(*, merchant: Merchant, path: Path, actor=None):
             f"line {e.get('line')}, {e.get('column')} {e.get('value')!r}: {e.get('reason')}"
             for e in data_import.errors[:5]
         )
-        raise SimulationImportError(f"Importing outcomes failed: {data_import.message} {shown}")
+        raise SimulationImportError(
+            f"Importing {kind} failed: {data_import.message} {shown}".strip()
+        )
     return data_import
