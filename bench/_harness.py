@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +82,127 @@ def target(metric: str, measured: float, unit: str, op: str, goal: float) -> boo
     shown = f"{measured:.3g}" if abs(measured) < 100 else f"{measured:.0f}"
     print(f"TARGET {metric} {shown} {unit} {op} {goal:g} {'MET' if met else 'MISSED'}")
     return met
+
+
+# --- A loaded merchant on a database that may be kept (bench/web.py; usable by any bench) -------
+
+
+@contextlib.contextmanager
+def bench_database(*, keep: bool = False, reuse: bool = False) -> Iterator[str]:
+    """Like :func:`throwaway_database`, but ``reuse`` opens the database a kept run left (and
+    migrates it; a missing one is created) and ``keep`` leaves it in place at the end."""
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    # serialize=False: a kept database holds millions of rows, which the test runner would
+    # otherwise serialize into memory (for serialized_rollback) before anything runs.
+    name = connection.creation.create_test_db(
+        verbosity=0, autoclobber=True, serialize=False, keepdb=reuse
+    )
+    try:
+        yield name
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=keep)
+        teardown_test_environment()
+
+
+@dataclass
+class LoadedMerchant:
+    """What :func:`simulated_merchant_load` imported, and how long it took."""
+
+    customers: int
+    events: int
+    treatments: int
+    seconds: float
+    messages: list[tuple[str, float]]  # the import service's messages, seconds since the last
+
+
+def simulated_merchant_load(*, merchant, customers: int, seed: int) -> LoadedMerchant:
+    """A simulated merchant through the product's import path (``merchant_load_simulation``:
+    simulate, write CSVs, import customers, events and treatments as an upload would be)."""
+    from campaigns.models import Event
+    from campaigns.simulated import merchant_load_simulation
+
+    messages: list[tuple[str, float]] = []
+    last = [time.perf_counter()]
+
+    def report(message: str) -> None:
+        now = time.perf_counter()
+        messages.append((message.strip(), now - last[0]))
+        last[0] = now
+
+    with Timer() as load:
+        simulation = merchant_load_simulation(
+            merchant=merchant, customers=customers, seed=seed, report=report
+        )
+    return LoadedMerchant(
+        customers=customers,
+        events=Event.objects.filter(merchant=merchant).count(),
+        treatments=len(simulation.treatments["arm"]),
+        seconds=load.seconds,
+        messages=messages,
+    )
+
+
+def model_version_train_first(
+    *, merchant, customers: int, epochs: int = 1, pretrain_epochs: int = 1
+):
+    """A ready model version made by the product's training job (``model_version_train`` ->
+    ``train_version``: training, held-out evaluation beside every baseline, artifact, curves)
+    on the merchant's first ``customers`` customers only, with short training settings, so a
+    large merchant gets a real version in about a minute. Tasks must run eagerly (test
+    settings). The version is scored by the caller (``model_version_score``)."""
+    from django.db import transaction
+
+    from campaigns.models import Customer
+    from modeling import training_service
+
+    ids = Customer.objects.filter(merchant=merchant).order_by("id").values_list("id", flat=True)
+    first_id = ids.first()
+    last_id = ids[min(customers, ids.count()) - 1]
+    original = training_service.merchant_data_load
+
+    def first_customers(**kwargs):
+        return original(**{**kwargs, "customer_range": (first_id, last_id)})
+
+    training_service.merchant_data_load = first_customers
+    try:
+        # The job runs on commit: the outer block lets the settings be shortened first.
+        with transaction.atomic():
+            version = training_service.model_version_train(
+                merchant=merchant, actor=None, epochs=epochs
+            )
+            hyperparameters = {
+                **version.hyperparameters,
+                "pretrain_epochs": pretrain_epochs,
+                "patience": epochs + 1,
+            }
+            type(version).objects.filter(pk=version.pk).update(hyperparameters=hyperparameters)
+    finally:
+        training_service.merchant_data_load = original
+    version.refresh_from_db()
+    return version
+
+
+def peak_rss_mib_of(pid: int) -> float | None:
+    """Another process's peak RSS (VmHWM) in MiB; None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
