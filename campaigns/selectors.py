@@ -15,6 +15,7 @@ from .models import (
     Event,
     Membership,
     Merchant,
+    MerchantDataSummary,
     RealizedResult,
     Strategy,
     TreatmentLog,
@@ -51,7 +52,16 @@ def merchant_audit_events(*, merchant: Merchant, limit: int = 50) -> QuerySet[Au
 def merchant_average_order_value(*, merchant: Merchant) -> Decimal | None:
     """The merchant's average order value from its data: the mean revenue of converted
     treatment rows (what the model's order values are learned from), else the mean value of
-    purchase events (price x quantity), else None (no data to tell)."""
+    purchase events (price x quantity), else None (no data to tell).
+
+    Read from the data summary stored after each import (one row); computed from the tables
+    only for a merchant whose summary predates the figure."""
+    stored = (
+        MerchantDataSummary.objects.filter(merchant=merchant).values_list("data", flat=True).first()
+    )
+    if stored is not None and "average_order_value" in stored:
+        value = stored["average_order_value"]
+        return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
     value = (
         TreatmentLog.objects.filter(merchant=merchant, converted=True, revenue__gt=0)
         .aggregate(mean=Avg("revenue"))

@@ -18,6 +18,11 @@ Layout of ``MerchantDataSummary.data`` (JSON; times in ISO 8601, UTC):
 ``arms``
     ``[{"arm": "control", "assigned": 10, "conversions": 2, "conversion_rate": 0.2,
     "revenue": 51.0, "mean_revenue": 5.1}, ...]``, control first, then coupon codes;
+``average_order_value``
+    the mean revenue of converted treatment rows with revenue (what the model's order values
+    are learned from), else the mean value (price x quantity) of priced purchase events, else
+    null; the campaign builder's default, read from here so that its cost does not grow with
+    the data;
 ``last_import_at``
     when the last successful import finished, or null.
 """
@@ -31,8 +36,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from django.db.models import Avg, Case, Count, F, Max, Min, Q, Sum, When
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    Q,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -51,16 +69,22 @@ from .models import (
 if TYPE_CHECKING:
     from modeling.models import Job
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 
 def data_summary_refresh(*, merchant: Merchant) -> MerchantDataSummary:
     """Recompute the merchant's data summary from the database and store it."""
+    events = _event_figures(merchant)
+    treatments = _treatment_figures(merchant)
+    orders = treatments.pop("orders")
+    purchases = events.pop("purchases")
+    value, count = orders if orders[1] else purchases
     data = {
         "version": SUMMARY_VERSION,
         "customers": Customer.objects.filter(merchant=merchant).count(),
-        **_event_figures(merchant),
-        **_treatment_figures(merchant),
+        **events,
+        **treatments,
+        "average_order_value": round(value / count, 2) if count else None,
         "last_import_at": _iso(_last_import_at(merchant)),
     }
     summary, _created = MerchantDataSummary.objects.update_or_create(
@@ -77,15 +101,29 @@ def _event_figures(merchant: Merchant) -> dict:
     per_day = (
         events.annotate(day=TruncDate("timestamp", tzinfo=ZoneInfo(merchant.timezone)))
         .values("day", "event_type")
-        .annotate(count=Count("*"))
+        .annotate(
+            count=Count("*"),
+            priced=Count("price", filter=Q(price__gt=0)),
+            value=Sum(
+                ExpressionWrapper(
+                    F("price") * Coalesce(F("quantity"), Value(1)),
+                    output_field=DecimalField(max_digits=20, decimal_places=2),
+                ),
+                filter=Q(price__gt=0),
+            ),
+        )
         .order_by()
     )
     by_day: dict[str, dict[str, int]] = defaultdict(dict)
     by_type: dict[str, int] = defaultdict(int)
+    purchase_value, purchases = 0.0, 0
     for group in per_day:
         day = group["day"].isoformat() if group["day"] else ""
         by_day[day][group["event_type"]] = group["count"]
         by_type[group["event_type"]] += group["count"]
+        if group["event_type"] == EventType.PURCHASE:
+            purchase_value += float(group["value"] or 0)
+            purchases += group["priced"]
     days = sorted(by_day)
     types = [value for value in EventType.values if value in by_type]
     types += sorted(set(by_type) - set(types))  # a type no longer offered keeps its counts
@@ -98,6 +136,7 @@ def _event_figures(merchant: Merchant) -> dict:
             "days": days,
             "counts": {t: [by_day[day].get(t, 0) for day in days] for t in types},
         },
+        "purchases": (purchase_value, purchases),  # (total value, count) of priced purchases
     }
 
 
@@ -110,11 +149,16 @@ def _treatment_figures(merchant: Merchant) -> dict:
             conversions=Sum(Case(When(converted=True, then=1), default=0)),
             total_revenue=Sum("revenue"),
             mean_revenue=Avg("revenue"),
+            order_revenue=Sum("revenue", filter=Q(converted=True, revenue__gt=0)),
+            orders=Count("id", filter=Q(converted=True, revenue__gt=0)),
         )
         .order_by()
     )
     arms = []
+    order_revenue, orders = 0.0, 0
     for group in groups:
+        order_revenue += float(group["order_revenue"] or 0)
+        orders += group["orders"]
         assigned = group["assigned"]
         arms.append(
             {
@@ -127,7 +171,11 @@ def _treatment_figures(merchant: Merchant) -> dict:
             }
         )
     arms.sort(key=lambda arm: (arm["arm"] != CONTROL_ARM, arm["arm"]))
-    return {"treatments": sum(arm["assigned"] for arm in arms), "arms": arms}
+    return {
+        "treatments": sum(arm["assigned"] for arm in arms),
+        "arms": arms,
+        "orders": (order_revenue, orders),  # (total revenue, count) of converted rows with some
+    }
 
 
 def _last_import_at(merchant: Merchant) -> datetime | None:

@@ -46,7 +46,8 @@ class MerchantHomeView(MerchantViewMixin, TemplateView):
     template_name = "campaigns/home.html"
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        request.session[SESSION_MERCHANT] = self.merchant.slug
+        if request.session.get(SESSION_MERCHANT) != self.merchant.slug:
+            request.session[SESSION_MERCHANT] = self.merchant.slug  # a session write only then
         return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):

@@ -10,8 +10,8 @@ Training data stays in memory as numpy arrays and goes through ``model.fit``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import keras
@@ -26,6 +26,7 @@ from modeling.network import (
     model_input_names,
 )
 from modeling.sequences import EventArrays, ModelInputs, Preprocessing, fit_preprocessing, transform
+from modeling.training_config import CONTROL, TrainingConfig, TreatmentArrays
 
 __all__ = [
     "CONTROL",
@@ -37,114 +38,7 @@ __all__ = [
     "train_uplift_model",
 ]
 
-CONTROL = "control"
 ProgressCallback = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class TrainingConfig:
-    preset: str = "small"  # "small": one LSTM(64) (CPU demo); "large": 2 x LSTM(128) (GPU)
-    epochs: int = 20
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    patience: int = 3
-    validation_share: float = 0.2
-    seed: int = 0
-    max_len: int = 50
-    jit_compile: bool | str = "auto"
-    use_sequence: bool = True
-    revenue_head: bool = True
-    embedding_dim: int = 16
-    dense_units: int = 64
-    head_units: int = 16
-    # Regularization measured on 50k-customer simulated merchants (bench/quality.py): the LSTM
-    # overfits the conversion base within a few epochs without it.
-    dropout: float = 0.3
-    delta_l2: float = 1e-4
-    sequence_dropout: float = 0.3
-    revenue_loss_weight: float = 0.2
-    n_price_buckets: int = 8
-    min_count: int = 5
-    # Self-supervised pretraining of the sequence encoder before the uplift fit: every
-    # customer's history up to ``pretrain_horizon_days`` before the assignment predicts what
-    # they did in those last days (purchase, cart, view). Behaviour is plentiful where treatment
-    # outcomes are scarce; the encoder then starts from what order and timing mean.
-    # Measured on bench/quality.py's 50k-customer merchants: a frozen pretrained encoder lifted
-    # the Qini coefficient against the true uplift from 0.29 to 0.32-0.35 (seed 1) and 0.19 to
-    # 0.29 (seed 2) over training the encoder on the treatment outcomes alone.
-    pretrain_epochs: int = 8
-    pretrain_horizon_days: int = 7
-    pretrain_max_customers: int = 200_000
-    freeze_encoder: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class TreatmentArrays:
-    """The treatment log: which customer got which arm, with what probability, and what happened.
-
-    ``arm`` holds arm names (``"control"`` = no coupon) or integer indices into the arms;
-    ``propensity`` is P(this arm | customer) at assignment (None: uniform); ``revenue`` is the
-    order value of converted rows (ignored elsewhere; None: no revenue head can be trained)."""
-
-    customer_index: np.ndarray
-    arm: np.ndarray
-    converted: np.ndarray
-    propensity: np.ndarray | None = None
-    revenue: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.customer_index = np.asarray(self.customer_index, dtype=np.int64)
-        self.arm = np.asarray(self.arm)
-        self.converted = np.asarray(self.converted).astype(bool)
-        n = len(self.customer_index)
-        for name in ("arm", "converted", "propensity", "revenue"):
-            values = getattr(self, name)
-            if values is not None and len(values) != n:
-                raise ValueError(f"{name} has {len(values)} entries for {n} treatment rows")
-        if self.propensity is not None:
-            self.propensity = np.asarray(self.propensity, dtype=np.float64)
-            if np.any(~(self.propensity > 0) | (self.propensity > 1)):
-                raise ValueError("propensity must be within (0, 1]")
-        if self.revenue is not None:
-            self.revenue = np.asarray(self.revenue, dtype=np.float64)
-
-    def __len__(self) -> int:
-        return len(self.customer_index)
-
-    def arm_codes(self, arms: Sequence[str]) -> np.ndarray:
-        if self.arm.dtype.kind in "iu":
-            codes = self.arm.astype(np.int64)
-            if np.any((codes < 0) | (codes >= len(arms))):
-                raise ValueError(f"arm index outside 0..{len(arms) - 1}")
-            return codes
-        table = {a: i for i, a in enumerate(arms)}
-        uniques, inverse = np.unique(self.arm.astype(str), return_inverse=True)
-        unknown = [u for u in uniques if u not in table]
-        if unknown:
-            raise ValueError(f"unknown arms {unknown}; expected one of {list(arms)}")
-        return np.array([table[u] for u in uniques], dtype=np.int64)[inverse]
-
-    def take(self, rows: np.ndarray) -> TreatmentArrays:
-        return TreatmentArrays(
-            customer_index=self.customer_index[rows],
-            arm=self.arm[rows],
-            converted=self.converted[rows],
-            propensity=None if self.propensity is None else self.propensity[rows],
-            revenue=None if self.revenue is None else self.revenue[rows],
-        )
-
-    def resolved_arms(self) -> tuple[str, ...]:
-        """Control first, then the other arm names sorted (for string arms)."""
-        names = sorted(set(np.unique(self.arm.astype(str)).tolist()) - {CONTROL})
-        return (CONTROL, *names)
 
 
 @dataclass

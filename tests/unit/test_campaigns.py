@@ -90,6 +90,41 @@ def test_the_average_order_value_falls_back_to_purchases_then_to_none(merchant_a
     assert merchant_average_order_value(merchant=merchant_a) == Decimal("90.00")
 
 
+def test_the_average_order_value_is_stored_with_the_data_summary(
+    merchant_a, django_assert_num_queries
+):
+    from campaigns.models import Event, TreatmentLog
+    from campaigns.summary import data_summary_refresh
+
+    customer = Customer.objects.create(merchant=merchant_a, external_id="C1")
+    Event.objects.create(
+        merchant=merchant_a,
+        customer=customer,
+        timestamp=timezone.now(),
+        fingerprint=1,
+        event_type="purchase",
+        price=40,
+        quantity=3,
+    )
+    data_summary_refresh(merchant=merchant_a)
+    with django_assert_num_queries(1):  # one stored row, however large the tables
+        assert merchant_average_order_value(merchant=merchant_a) == Decimal("120.00")
+    # converted treatment rows with revenue take precedence over purchase events
+    for n, (converted, revenue) in enumerate([(True, 100), (True, 61), (False, 0), (True, 0)]):
+        TreatmentLog.objects.create(
+            merchant=merchant_a,
+            customer=customer,
+            coupon_type=None,
+            assigned_at=timezone.now() - timedelta(days=n),
+            propensity=0.5,
+            converted=converted,
+            revenue=revenue,
+            fingerprint=n,
+        )
+    data_summary_refresh(merchant=merchant_a)
+    assert merchant_average_order_value(merchant=merchant_a) == Decimal("80.50")
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

@@ -39,7 +39,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = 86_400
 AS_OF = 20_000 * DAY
 ARMS = ("control", "cart_nudge", "dud")
-CORE_MODULES = ("sequences", "network", "training", "scoring", "metrics", "baselines", "artifacts")
+CORE_MODULES = (
+    "sequences",
+    "network",
+    "training_config",
+    "training",
+    "scoring",
+    "metrics",
+    "baselines",
+    "artifacts",
+)
 
 
 def planted(n: int, seed: int) -> tuple[EventArrays, np.ndarray, TreatmentArrays]:
