@@ -179,7 +179,7 @@ def strategy_apply(
         )
         coupon_type_id = arm_coupon[arm]
         kinds = np.array([KIND_NAMES[k] for k in range(len(KIND_NAMES))], dtype=object)[kind]
-        report(20, f"Creating {customer_ids.size:,} assignments")
+        report(20, _("Creating %(n)s assignments") % {"n": f"{customer_ids.size:,}"})
         created = _insert_assignments(
             campaign=campaign,
             strategy=strategy,
@@ -190,7 +190,7 @@ def strategy_apply(
             now=now,
             report=report,
         )
-        report(90, "Remembering the holdout")
+        report(90, _("Remembering the holdout"))
         _remember_holdout(campaign=campaign, customer_ids=customer_ids[kind == holdout_code])
         Strategy.objects.filter(pk=strategy.pk).update(
             status=StrategyStatus.APPLIED,
@@ -315,7 +315,10 @@ def _insert_assignments(
         finally:
             stage.drop()
         pending = pending[np.isin(customer_ids[pending], left)]
-        report(20 + 10 * (attempt + 1), f"Drawing {pending.size} colliding codes again")
+        report(
+            20 + 10 * (attempt + 1),
+            _("Drawing %(n)s colliding codes again") % {"n": pending.size},
+        )
     raise RuntimeError("Could not draw unique coupon codes; is the code space exhausted?")
 
 

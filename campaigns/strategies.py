@@ -342,7 +342,7 @@ def strategy_compute(
     arms = [CONTROL_ARM, *[c.code for c in coupons]]
     n_arms = len(arms)
 
-    report(5, "Reading the model's scores")
+    report(5, _("Reading the model's scores"))
     try:
         scores = model_version_scores(version=version)
     except ScoringError as error:
@@ -365,7 +365,10 @@ def strategy_compute(
     lifecycle = scores.lifecycle[known].astype(np.int64)
     n = customer_ids.size
 
-    report(20, f"Pricing {n:,} customers x {n_arms - 1} coupons")
+    report(
+        20,
+        _("Pricing %(n)s customers x %(coupons)s coupons") % {"n": f"{n:,}", "coupons": n_arms - 1},
+    )
     aov = None if campaign.average_order_value is None else float(campaign.average_order_value)
     if order_value is None and aov is None:
         raise StrategyError(
@@ -399,7 +402,10 @@ def strategy_compute(
         eligible &= np.isin(customer_ids, _attribute_matches(campaign, attributes))
     n_eligible = int(eligible.sum())
 
-    report(40, f"Holding out and exploring among {n_eligible:,} eligible customers")
+    report(
+        40,
+        _("Holding out and exploring among %(n)s eligible customers") % {"n": f"{n_eligible:,}"},
+    )
     holdout = np.zeros(n, dtype=bool)
     sticky = np.isin(customer_ids, _sticky_holdout_ids(campaign), assume_unique=True)
     holdout[eligible] = stratified_holdout(
@@ -427,7 +433,7 @@ def strategy_compute(
     explored = np.zeros(n, dtype=bool)
     explored[explore_rows] = True
 
-    report(55, "Allocating coupons under the budget and caps")
+    report(55, _("Allocating coupons under the budget and caps"))
     exploit = eligible & ~holdout & ~explored
     explore_counts = np.bincount(explore_arms, minlength=n_arms)
     remaining_caps = [
@@ -436,7 +442,7 @@ def strategy_compute(
     ]
     remaining_budget = max(float(budget_value) - exploration_cost, 0.0)
     allocation = allocate(values, budget=remaining_budget, caps=remaining_caps, eligible=exploit)
-    report(70, "Computing the efficient frontier")
+    report(70, _("Computing the efficient frontier"))
     frontier = efficient_frontier(
         values, caps=remaining_caps, eligible=exploit, points=FRONTIER_POINTS, seed=seed % 2**32
     )
@@ -509,7 +515,7 @@ def strategy_compute(
             **breakdown_args,
         ),
     }
-    report(80, "Estimating its value from the randomized data already held")
+    report(80, _("Estimating its value from the randomized data already held"))
     offpolicy = strategy_offpolicy_estimate(
         merchant=campaign.merchant,
         version=version,
@@ -523,7 +529,7 @@ def strategy_compute(
         average_order_value=aov,
         expected={name: expected[name] for name in ("profit", "conversions", "revenue")},
     )
-    report(85, "Writing the decisions")
+    report(85, _("Writing the decisions"))
     path = _write_choices(
         campaign=campaign,
         columns={
@@ -615,7 +621,7 @@ def strategy_compute(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    report(100, "Proposed")
+    report(100, _("Proposed"))
     return strategy
 
 

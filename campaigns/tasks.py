@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import shared_task
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from campaigns.assignments import campaigns_complete_ended, strategy_apply
 from campaigns.choices import ImportStatus
@@ -23,7 +24,7 @@ def run_import(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
         pk=job.params["import_id"], merchant=job.merchant
     ).first()
     if data_import is None:
-        raise JobFailure("The import no longer exists.")
+        raise JobFailure(_("The import no longer exists."))
     data_import = import_run(
         data_import=data_import,
         progress=lambda percent, message: self.report(job, percent, message),
@@ -47,7 +48,7 @@ def propose_strategy(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
         pk=job.params["version_id"], merchant=job.merchant
     ).first()
     if campaign is None or version is None:
-        raise JobFailure("The campaign or the model version no longer exists.")
+        raise JobFailure(_("The campaign or the model version no longer exists."))
     budget = job.params.get("budget")
     try:
         strategy = strategy_compute(
@@ -63,8 +64,14 @@ def propose_strategy(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     return {
         **strategy_numbers(strategy),
         "strategy_id": strategy.pk,
-        "message": f"Strategy #{strategy.pk} proposed: expected profit "
-        f"{strategy.expected_profit:,.2f} for {strategy.expected_cost:,.2f} of coupons",
+        "message": _(
+            "Strategy #%(id)s proposed: expected profit %(profit)s for %(cost)s of coupons"
+        )
+        % {
+            "id": strategy.pk,
+            "profit": f"{strategy.expected_profit:,.2f}",
+            "cost": f"{strategy.expected_cost:,.2f}",
+        },
     }
 
 
@@ -79,7 +86,7 @@ def apply_strategy(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     """Create a strategy's assignments (queue `default`); safe to deliver twice."""
     strategy = Strategy.objects.filter(pk=job.params["strategy_id"], merchant=job.merchant).first()
     if strategy is None:
-        raise JobFailure("The strategy no longer exists.")
+        raise JobFailure(_("The strategy no longer exists."))
     try:
         result = strategy_apply(
             strategy=strategy,
@@ -89,9 +96,10 @@ def apply_strategy(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     except ValidationError as error:
         raise JobFailure(" ".join(error.messages)) from None
     message = (
-        f"Strategy #{strategy.pk} was applied already"
+        _("Strategy #%(id)s was applied already") % {"id": strategy.pk}
         if result.already_applied
-        else f"Strategy #{strategy.pk} applied: {result.created:,} assignments"
+        else _("Strategy #%(id)s applied: %(n)s assignments")
+        % {"id": strategy.pk, "n": f"{result.created:,}"}
     )
     return {
         "strategy_id": strategy.pk,

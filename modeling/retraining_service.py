@@ -9,6 +9,8 @@ queue one training, not two), moves it on by its period, and queues the training
 version on the `training` queue, unless a version is training already or, with
 ``only_with_new_data``, no treatments or outcomes were imported since the champion was trained.
 The new version becomes champion only by the promotion rule (``modeling.promotion``).
+Beat has no request: a schedule is served in the language of the person who last set it (their
+preference, else ``settings.LANGUAGE_CODE``), as the outcome it records and the training job.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from campaigns.choices import AuditVerb, ImportKind, ImportStatus
 from campaigns.models import DataImport, Merchant
+from campaigns.preferences import user_preferred_language
 from campaigns.services import audit_record
 
 from .choices import ModelPreset, ModelStatus
@@ -113,12 +117,10 @@ def new_data_since_champion(*, merchant: Merchant) -> bool:
 def retraining_run_due(*, now: datetime | None = None) -> list[RetrainingSchedule]:
     """Claim and serve every due schedule (module doc); returns the schedules served, each
     with ``last_outcome`` saying what happened."""
-    from .training_service import model_version_train
-
     now = now or timezone.now()
     served = []
     due = RetrainingSchedule.objects.filter(enabled=True, next_run_at__lte=now).select_related(
-        "merchant"
+        "merchant", "updated_by"
     )
     for schedule in due:
         # Claim it: only the run that moves next_run_at on serves it.
@@ -127,24 +129,36 @@ def retraining_run_due(*, now: datetime | None = None) -> list[RetrainingSchedul
         ).update(next_run_at=now + timedelta(days=schedule.every_days), last_run_at=now)
         if not claimed:
             continue
-        merchant = schedule.merchant
-        version = None
-        training = ModelVersion.objects.filter(
-            merchant=merchant, status__in=[ModelStatus.QUEUED, ModelStatus.TRAINING]
-        ).exists()
-        if training:
-            outcome = "skipped: a model version is training already"
-        elif schedule.only_with_new_data and not new_data_since_champion(merchant=merchant):
-            outcome = "skipped: no treatments or outcomes imported since the champion trained"
-        else:
-            version = model_version_train(
-                merchant=merchant, actor=None, preset=schedule.preset, epochs=schedule.epochs
-            )
-            outcome = f"queued the training of v{version.number}"
+        with translation.override(_schedule_language(schedule)):
+            version, outcome = _serve(schedule)
         RetrainingSchedule.objects.filter(pk=schedule.pk).update(
             last_outcome=outcome, **({"last_version": version} if version is not None else {})
         )
-        logger.info("Retraining %s: %s", merchant.slug, outcome)
+        logger.info("Retraining %s: %s", schedule.merchant.slug, outcome)
         schedule.refresh_from_db()
         served.append(schedule)
     return served
+
+
+def _schedule_language(schedule: RetrainingSchedule) -> str:
+    """The language of whoever last set the schedule, else the site's."""
+    user = schedule.updated_by
+    return (user_preferred_language(user=user) if user else None) or settings.LANGUAGE_CODE
+
+
+def _serve(schedule: RetrainingSchedule) -> tuple[ModelVersion | None, str]:
+    """Queue the schedule's training unless it is skipped: (the new version, the outcome)."""
+    from .training_service import model_version_train
+
+    merchant = schedule.merchant
+    training = ModelVersion.objects.filter(
+        merchant=merchant, status__in=[ModelStatus.QUEUED, ModelStatus.TRAINING]
+    ).exists()
+    if training:
+        return None, _("skipped: a model version is training already")
+    if schedule.only_with_new_data and not new_data_since_champion(merchant=merchant):
+        return None, _("skipped: no treatments or outcomes imported since the champion trained")
+    version = model_version_train(
+        merchant=merchant, actor=None, preset=schedule.preset, epochs=schedule.epochs
+    )
+    return version, _("queued the training of v%(n)s") % {"n": version.number}

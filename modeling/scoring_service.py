@@ -133,7 +133,9 @@ def scoring_finish(*, job: Job, version: ModelVersion, chunks: int) -> None:
     model_version_segment_summary_refresh(version=version)
     ModelVersion.objects.filter(pk=version.pk).update(scored_at=timezone.now())
     job_succeed(
-        job=job, result={"chunks": done}, message=f"Scored all customers in {chunks} chunks"
+        job=job,
+        result={"chunks": done},
+        message=_("Scored all customers in %(n)s chunks") % {"n": chunks},
     )
 
 
@@ -141,7 +143,8 @@ def score_chunk_report(*, job_id: int, version: ModelVersion, total: int) -> Non
     done = ScoreChunk.objects.filter(version=version).count()
     Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
         progress=min(5 + int(90 * done / max(total, 1)), 99),
-        message=f"Scored {done} of {total} chunks of customers",
+        message=_("Scored %(done)s of %(total)s chunks of customers")
+        % {"done": done, "total": total},
     )
 
 

@@ -2,6 +2,11 @@
 
 Each transition is a conditional UPDATE that checks the current status, so a task delivered twice
 (acks_late after a worker crash) or a cancel racing a finish cannot move a job backwards.
+
+A job speaks the language of the person who started it: ``job_enqueue`` records the active
+language (the request's, or the command's: ``settings.LANGUAGE_CODE``) in ``params["language"]``,
+and the task runs inside it (``modeling.jobtask``), so the messages and errors it stores are
+written in that language.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ import uuid
 from typing import Any
 
 from celery import Task
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from campaigns.choices import AuditVerb
 from campaigns.models import Merchant
@@ -30,6 +37,37 @@ class JobCancelled(Exception):
     """Raised inside a task when its job was cancelled; the task stops cleanly."""
 
 
+# The key of Job.params that holds the language the job writes its messages in.
+JOB_LANGUAGE = "language"
+
+
+def _supported_language(code: Any) -> str | None:
+    """``code`` as one of ``settings.LANGUAGES`` ("en-us" is "en"), or None."""
+    if not isinstance(code, str) or not code:
+        return None
+    try:
+        return translation.get_supported_language_variant(code)
+    except LookupError:
+        return None
+
+
+def job_language_now() -> str:
+    """The language a job started now speaks: the active one, else ``settings.LANGUAGE_CODE``."""
+    return _supported_language(translation.get_language()) or settings.LANGUAGE_CODE
+
+
+def job_language(job: Job) -> str:
+    """The language recorded when the job was enqueued (``settings.LANGUAGE_CODE`` for a job
+    from before languages were recorded)."""
+    return _supported_language((job.params or {}).get(JOB_LANGUAGE)) or settings.LANGUAGE_CODE
+
+
+def job_language_of(*, job_id: int) -> str:
+    """``job_language`` of the job with this id, from its row (LANGUAGE_CODE when it is gone)."""
+    params = Job.objects.filter(pk=job_id).values_list("params", flat=True).first()
+    return _supported_language((params or {}).get(JOB_LANGUAGE)) or settings.LANGUAGE_CODE
+
+
 def job_enqueue(
     *,
     merchant: Merchant,
@@ -39,15 +77,16 @@ def job_enqueue(
     params: dict[str, Any] | None = None,
     queue: str | None = None,
 ) -> Job:
-    """Create a job and send its task once the surrounding transaction commits."""
+    """Create a job and send its task once the surrounding transaction commits. The job runs
+    in the active language (module doc)."""
     task_id = str(uuid.uuid4())
     job = Job.objects.create(
         merchant=merchant,
         kind=kind,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
-        params=params or {},
+        params={**(params or {}), JOB_LANGUAGE: job_language_now()},
         celery_task_id=task_id,
-        message="Queued",
+        message=_("Queued"),
     )
     options: dict[str, Any] = {"task_id": task_id}
     if queue is not None:
@@ -60,7 +99,7 @@ def job_start(*, job_id: int) -> Job | None:
     """Mark a queued job running. None when it is gone, cancelled or already finished."""
     now = timezone.now()
     updated = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, message="Started"
+        status=JobStatus.RUNNING, started_at=now, message=pgettext("job progress", "Started")
     )
     if not updated:
         job = Job.objects.filter(pk=job_id).first()
@@ -86,11 +125,13 @@ def job_report(*, job: Job, progress: int, message: str = "") -> None:
     job.progress, job.message = progress, message[:500]
 
 
-def job_succeed(*, job: Job, result: dict[str, Any] | None = None, message: str = "Done") -> bool:
+def job_succeed(
+    *, job: Job, result: dict[str, Any] | None = None, message: str | None = None
+) -> bool:
     updated = Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
         status=JobStatus.SUCCEEDED,
         progress=100,
-        message=message[:500],
+        message=(_("Done") if message is None else message)[:500],
         result=result or {},
         finished_at=timezone.now(),
     )
@@ -101,7 +142,7 @@ def job_fail(*, job_id: int, error: str) -> bool:
     updated = Job.objects.filter(pk=job_id, status__in=JobStatus.active()).update(
         status=JobStatus.FAILED,
         error=error[:20000],
-        message="Failed",
+        message=_("Failed"),
         finished_at=timezone.now(),
     )
     return bool(updated)
@@ -110,8 +151,10 @@ def job_fail(*, job_id: int, error: str) -> bool:
 @transaction.atomic
 def job_cancel(*, job: Job, actor) -> bool:
     """Cancel a queued or running job. A running task stops at its next progress report."""
+    with translation.override(job_language(job)):  # the job's messages keep one language
+        cancelled = _("Cancelled")
     updated = Job.objects.filter(pk=job.pk, status__in=JobStatus.active()).update(
-        status=JobStatus.CANCELLED, message="Cancelled", finished_at=timezone.now()
+        status=JobStatus.CANCELLED, message=cancelled, finished_at=timezone.now()
     )
     if not updated:
         return False

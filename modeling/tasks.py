@@ -8,11 +8,13 @@ import socket
 from typing import Any
 
 from celery import shared_task
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from .choices import ModelStatus
 from .jobtask import JobFailure, JobTask
 from .models import Job, ModelVersion
-from .services import JobCancelled
+from .services import JobCancelled, job_language, job_language_of
 
 
 @shared_task(
@@ -26,13 +28,13 @@ def worker_check(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     """Report which worker served which queue and which accelerators it sees."""
     queue = (self.request.delivery_info or {}).get("routing_key") or job.params.get("queue")
     hostname = socket.gethostname()
-    self.report(job, 30, f"Picked up by {hostname}")
+    self.report(job, 30, _("Picked up by %(host)s") % {"host": hostname})
     accelerators: list[str] = []
     if job.params.get("probe_accelerators"):
-        self.report(job, 60, "Listing accelerators")
+        self.report(job, 60, _("Listing accelerators"))
         accelerators = _visible_accelerators()
     return {
-        "message": f"Worker {hostname} served queue {queue}",
+        "message": _("Worker %(host)s served queue %(queue)s") % {"host": hostname, "queue": queue},
         "hostname": hostname,
         "pid": os.getpid(),
         "queue": queue,
@@ -72,7 +74,7 @@ def train_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
         pk=job.params["version_id"], merchant=job.merchant
     ).first()
     if version is None:
-        raise JobFailure("The model version no longer exists.")
+        raise JobFailure(_("The model version no longer exists."))
     try:
         version = train_version(version=version, report=lambda p, m: self.report(job, p, m))
     except TrainingDataError as error:
@@ -84,7 +86,10 @@ def train_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
     except Exception as error:
         _fail_version(version, f"{type(error).__name__}: {error}")
         raise
-    return {"version": version.number, "message": f"Model v{version.number} is ready"}
+    return {
+        "version": version.number,
+        "message": _("Model v%(n)s is ready") % {"n": version.number},
+    }
 
 
 def _fail_version(version: ModelVersion, error: str) -> None:
@@ -104,10 +109,10 @@ def score_model(self: JobTask, job: Job, **kwargs: Any) -> dict[str, Any]:
         pk=job.params["version_id"], merchant=job.merchant
     ).first()
     if version is None or version.status != ModelStatus.READY:
-        raise JobFailure("The model version is not ready to score.")
+        raise JobFailure(_("The model version is not ready to score."))
     ranges = score_chunk_ranges(version=version, size=job.params.get("chunk_size"))
     as_of = scoring_as_of(version=version)
-    self.report(job, 5, f"Scoring {len(ranges)} chunks of customers")
+    self.report(job, 5, _("Scoring %(n)s chunks of customers") % {"n": len(ranges)})
     finish = chord(
         score_chunk.si(job.pk, version.pk, index, first, last, as_of, len(ranges))
         for index, (first, last) in enumerate(ranges)
@@ -127,7 +132,8 @@ def score_chunk(
         return 0
     version = ModelVersion.objects.get(pk=version_id)
     chunk = score(version=version, index=index, first=first, last=last, as_of=as_of)
-    score_chunk_report(job_id=job_id, version=version, total=total)
+    with translation.override(job_language_of(job_id=job_id)):  # its starter's language
+        score_chunk_report(job_id=job_id, version=version, total=total)
     return chunk.rows
 
 
@@ -139,7 +145,8 @@ def score_finish(job_id: int, version_id: int, chunks: int) -> None:
     version = ModelVersion.objects.filter(pk=version_id).first()
     if job is None or version is None:
         return
-    scoring_finish(job=job, version=version, chunks=chunks)
+    with translation.override(job_language(job)):  # its starter's language
+        scoring_finish(job=job, version=version, chunks=chunks)
 
 
 @shared_task(name="modeling.tasks.retrain_due_merchants", soft_time_limit=300, time_limit=360)

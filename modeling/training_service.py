@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from campaigns.models import Merchant
 from campaigns.randomization import hash_uniform
@@ -96,7 +97,7 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         version.refresh_from_db()
         if version.status != ModelStatus.TRAINING:  # finished, failed or cancelled meanwhile
             return version
-    report(2, "Loading the merchant's data")
+    report(2, _("Loading the merchant's data"))
     data = merchant_data_load(merchant=version.merchant)
     events, treatments = experiment_arrays(data)
     config = TrainingConfig.from_dict(version.hyperparameters)
@@ -115,17 +116,28 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         save_curves()
         report(
             8,
-            f"Pretraining the sequence encoder on recent behaviour: epoch {epoch + 1}/"
-            f"{config.pretrain_epochs}, loss {logs.get('loss', 0):.4f}",
+            _(
+                "Pretraining the sequence encoder on recent behaviour: epoch %(epoch)s/"
+                "%(epochs)s, loss %(loss).4f"
+            )
+            % {"epoch": epoch + 1, "epochs": config.pretrain_epochs, "loss": logs.get("loss", 0)},
         )
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         curves.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         save_curves()
         share = 10 + int(75 * (epoch + 1) / max(config.epochs, 1))
-        report(share, f"Epoch {epoch + 1}/{config.epochs}, loss {logs.get('loss', 0):.4f}")
+        report(
+            share,
+            _("Epoch %(epoch)s/%(epochs)s, loss %(loss).4f")
+            % {"epoch": epoch + 1, "epochs": config.epochs, "loss": logs.get("loss", 0)},
+        )
 
-    report(8, f"Training on {training_rows.size:,} of {len(treatments):,} treated customers")
+    report(
+        8,
+        _("Training on %(rows)s of %(total)s treated customers")
+        % {"rows": f"{training_rows.size:,}", "total": f"{len(treatments):,}"},
+    )
     bundle = train_uplift_model(
         events,
         treatments.take(training_rows),
@@ -134,16 +146,16 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         progress=on_epoch,
         pretrain_progress=on_pretrain_epoch,
     )
-    report(88, "Evaluating on held-out customers")
+    report(88, _("Evaluating on held-out customers"))
     evaluation = _evaluate(bundle, events, treatments, held_out, data.arms, config, report)
-    report(94, "Comparing with the champion on the same held-out customers")
+    report(94, _("Comparing with the champion on the same held-out customers"))
     comparison = _champion_comparison(version, bundle, events, treatments, held_out, data.arms)
     if comparison is not None:
         evaluation["champion_comparison"] = comparison
     evaluation["split"] = {"kind": "customer_hash", "share": HELD_OUT_SHARE}
     path = Path(settings.MODEL_ARTIFACT_ROOT) / version.merchant.slug / f"v{version.number}"
     save_trained_model(bundle, path)
-    report(97, "Saved")
+    report(97, _("Saved"))
     version = model_version_finish(
         version=version,
         arms=list(bundle.arms),
@@ -236,11 +248,12 @@ def _champion_comparison(
     entry: dict[str, Any] = {"champion": champion.number, "champion_id": champion.pk}
     rows = np.flatnonzero(held_out)
     if rows.size == 0:
-        return {**entry, "error": "no held-out rows", "promote": False}
+        return {**entry, "error": _("no held-out rows"), "promote": False}
     try:
         champion_bundle = load_trained_model(champion.artifact_path)
     except (OSError, ValueError) as error:
-        return {**entry, "error": f"the champion's model could not be loaded: {error}"[:500]}
+        message = _("the champion's model could not be loaded: %(error)s") % {"error": error}
+        return {**entry, "error": message[:500]}
     held = treatments.take(rows)
     customers = held.customer_index
     p_challenger = align_predictions(
@@ -262,9 +275,13 @@ def experiment_arrays(data: MerchantData) -> tuple[EventArrays, TreatmentArrays]
     """The events before the experiment's assignment, and its treatment rows, as core arrays."""
     t = data.treatments
     if t["customer_index"].size == 0:
-        raise TrainingDataError("There are no treatment logs to learn from; import past results.")
+        raise TrainingDataError(
+            _("There are no treatment logs to learn from; import past results.")
+        )
     if len(set(t["arm"].tolist())) < 2:
-        raise TrainingDataError("The treatment logs hold a single arm; uplift needs a comparison.")
+        raise TrainingDataError(
+            _("The treatment logs hold a single arm; uplift needs a comparison.")
+        )
     as_of = int(np.min(t["assigned_at"]))  # sequences end where the first assignment was made
     events = data.event_arrays(as_of=as_of)
     treatments = TreatmentArrays(
@@ -307,7 +324,7 @@ def _evaluate(bundle, events, treatments, held_out, arms, config: TrainingConfig
     p_model = predict(bundle, events).p_convert[customers]
     results["lstm"] = measure(p_model, best_uplift(p_model))
 
-    report(90, "Training the baselines on the same rows")
+    report(90, _("Training the baselines on the same rows"))
     static_config = TrainingConfig.from_dict({**config.to_dict(), "use_sequence": False})
     static_bundle = train_uplift_model(events, treatments.take(fit_rows), static_config, arms=arms)
     p_static = predict(static_bundle, events).p_convert[customers]
@@ -317,11 +334,11 @@ def _evaluate(bundle, events, treatments, held_out, arms, config: TrainingConfig
     fit_x, held_x = x[treatments.customer_index[fit_rows]], x[customers]
     fit_converted = treatments.converted[fit_rows]
     t_learner = TLearner(n_arms, seed=config.seed).fit(fit_x, fit_arm, fit_converted)
-    p_t, _ = t_learner.predict(held_x)
+    p_t, _values = t_learner.predict(held_x)
     results["t_learner"] = measure(p_t, best_uplift(p_t))
 
     means = ArmMeans(n_arms).fit(fit_arm, fit_converted)
-    p_means, _ = means.predict(len(rows))
+    p_means, _values = means.predict(len(rows))
     best = int(np.argmax(p_means[0, 1:]) + 1)  # the coupon that converts best on average
     results["best_single_coupon"] = measure(p_means, np.full(len(rows), best))
 

@@ -10,6 +10,7 @@ import os
 
 import pytest
 from django.test import Client
+from django.utils import translation
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -40,6 +41,16 @@ def pytest_report_header(config):
     if _integration_available():
         return "integration: PostgreSQL and Redis configured; integration tests run"
     return "integration: DATABASE_URL/CELERY_BROKER_URL not set; integration tests deselected"
+
+
+@pytest.fixture(autouse=True)
+def _site_language():
+    """Each test starts and ends in the site's language: a request activates its user's language
+    in this thread and nothing deactivates it, and background jobs and imports write in the
+    active language, so one test's Chinese page must not make the next test's imports Chinese."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

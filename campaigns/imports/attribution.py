@@ -1,4 +1,5 @@
-"""Which campaign assignment an imported order counts for: the attribution rule (no Django).
+"""Which campaign assignment an imported order counts for: the attribution rule (no Django but
+its translations: the problems' reasons are in the active language).
 
 An assignment's **window** opens when its coupon could first be used, the later of when the
 customer was assigned (the strategy was applied) and the campaign's start, and stays open for
@@ -51,14 +52,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 MICROSECONDS_PER_DAY = 86_400 * 1_000_000
 
-UNKNOWN_CODE = (
+UNKNOWN_CODE = gettext_lazy(
     "unknown coupon code: no applied strategy of this shop assigned it "
     "(mistyped, another shop's, or rolled back)"
 )
-OTHER_CUSTOMERS_CODE = (
+OTHER_CUSTOMERS_CODE = gettext_lazy(
     "this code was assigned to another customer; a code is personal: check the customer or the code"
 )
 
@@ -211,10 +214,10 @@ def attribute(
     found = has_code & (code_position >= 0)
     window = np.zeros(n, dtype=np.int64)
     window[found] = index.code_window[code_position[found]]
-    problems.append(AttributionProblem(has_code & ~found, "code", UNKNOWN_CODE))
+    problems.append(AttributionProblem(has_code & ~found, "code", str(UNKNOWN_CODE)))
     theirs = found.copy()
     theirs[found] = index.window_customer[window[found]] == customer[found]
-    problems.append(AttributionProblem(found & ~theirs, "code", OTHER_CUSTOMERS_CODE))
+    problems.append(AttributionProblem(found & ~theirs, "code", str(OTHER_CUSTOMERS_CODE)))
     timed = theirs & has_time
     early = np.zeros(n, dtype=bool)
     late = np.zeros(n, dtype=bool)
@@ -248,14 +251,18 @@ def _timing_problems(
         (
             early,
             index.opens,
-            "placed before its coupon could be used: campaign '{name}' counts orders from "
-            "{time} (when the coupon was assigned, or the campaign started if later)",
+            _(
+                "placed before its coupon could be used: campaign '%(name)s' counts orders from "
+                "%(time)s (when the coupon was assigned, or the campaign started if later)"
+            ),
         ),
         (
             late,
             index.closes,
-            "placed after the attribution window closed: campaign '{name}' counts orders for "
-            "{days} days, until {time}",
+            _(
+                "placed after the attribution window closed: campaign '%(name)s' counts orders "
+                "for %(days)s days, until %(time)s"
+            ),
         ),
     ):
         if not rows.any():
@@ -264,11 +271,11 @@ def _timing_problems(
         for campaign, moment in np.unique(keys, axis=0):
             group = rows & (index.campaign[window] == campaign) & (times[window] == moment)
             days = int(index.window_days[window[group]][0])
-            reason = template.format(
-                name=index.campaign_names[int(campaign)],
-                time=index.local_time(int(moment)),
-                days=days,
-            )
+            reason = template % {
+                "name": index.campaign_names[int(campaign)],
+                "time": index.local_time(int(moment)),
+                "days": days,
+            }
             problems.append(AttributionProblem(group, "ordered_at", reason))
     return problems
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from django.utils.translation import gettext as _
 
 from .schema import LEAVE_OUT, auto_mapping
 
@@ -61,9 +62,9 @@ class Source:
 def detect_encoding(sample: bytes) -> str:
     """UTF-8 with BOM, UTF-8 or GB18030 (a superset of GBK and GB2312), decided strictly."""
     if not sample.strip():
-        raise InputError("The file is empty.")
+        raise InputError(_("The file is empty."))
     if b"\x00" in sample:
-        raise InputError("This is not a text file (it contains NUL bytes); upload a CSV file.")
+        raise InputError(_("This is not a text file (it contains NUL bytes); upload a CSV file."))
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     for encoding in ("utf-8", "gb18030"):
@@ -73,8 +74,10 @@ def detect_encoding(sample: bytes) -> str:
         except UnicodeDecodeError:
             continue
     raise InputError(
-        "The file's encoding could not be detected: it is neither UTF-8 nor GB18030/GBK. "
-        "Save it as UTF-8 CSV and upload it again."
+        _(
+            "The file's encoding could not be detected: it is neither UTF-8 nor GB18030/GBK. "
+            "Save it as UTF-8 CSV and upload it again."
+        )
     )
 
 
@@ -88,14 +91,17 @@ def read_header(path: Path, encoding: str) -> list[str]:
     with open(path, encoding=encoding, newline="") as handle:
         first = handle.readline()
     if not first.strip():
-        raise InputError("The file is empty.")
+        raise InputError(_("The file is empty."))
     header = next(csv.reader([first]))
     header = [name.strip() for name in header]
     if any(not name for name in header):
-        raise InputError("The header row has an empty column name.")
+        raise InputError(_("The header row has an empty column name."))
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
-        raise InputError(f"The header names these columns twice: {', '.join(duplicates)}.")
+        raise InputError(
+            _("The header names these columns twice: %(columns)s.")
+            % {"columns": ", ".join(duplicates)}
+        )
     return header
 
 
@@ -105,7 +111,7 @@ def preview(path: Path, encoding: str, rows: int = 10) -> tuple[list[str], list[
     with open(path, encoding=encoding, newline="", errors="replace") as handle:
         reader = csv.reader(handle)
         next(reader, None)
-        body = [row for _, row in zip(range(rows), reader, strict=False)]
+        body = [row for _index, row in zip(range(rows), reader, strict=False)]
     return header, body
 
 
@@ -113,7 +119,7 @@ def open_csv(path: Path, *, encoding: str | None, kind: str, mapping: dict[str, 
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
-        raise InputError("The file is empty.")
+        raise InputError(_("The file is empty."))
     with open(path, "rb") as handle:
         sample = handle.read(SNIFF_BYTES)
     encoding = encoding or detect_encoding(sample)
@@ -132,8 +138,10 @@ def open_csv(path: Path, *, encoding: str | None, kind: str, mapping: dict[str, 
                 line=row.number,
                 column="",
                 value=(row.text or "")[:200],
-                reason=f"expected {row.expected_columns} fields, found {row.actual_columns} "
-                "(a truncated or malformed row)",
+                reason=_(
+                    "expected %(expected)s fields, found %(found)s (a truncated or malformed row)"
+                )
+                % {"expected": row.expected_columns, "found": row.actual_columns},
             )
         )
         return "skip"
@@ -157,13 +165,15 @@ def _batches(reader, encoding: str):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        hint = ""
         if "utf8" in str(error).lower() or "decode" in str(error).lower():
-            hint = (
-                f" The file was read as {encoding} (judged from its beginning), but a later part "
-                "is not; save the whole file in one encoding (UTF-8 is best)."
+            message = _(
+                "The file could not be read: %(error)s. The file was read as %(encoding)s "
+                "(judged from its beginning), but a later part is not; save the whole file in "
+                "one encoding (UTF-8 is best)."
             )
-        raise InputError(f"The file could not be read: {error}.{hint}") from None
+        else:
+            message = _("The file could not be read: %(error)s.")
+        raise InputError(message % {"error": error, "encoding": encoding}) from None
 
 
 def _line_numbers(first: int, count: int, skipped: list[int]) -> np.ndarray:
@@ -197,7 +207,9 @@ def _arrow_reader(raw: BinaryIO, encoding: str, header: list[str], on_invalid):
             ),
         )
     except pa.ArrowInvalid as error:
-        raise InputError(f"The file could not be read as CSV: {error}") from None
+        raise InputError(
+            _("The file could not be read as CSV: %(error)s") % {"error": error}
+        ) from None
 
 
 def records_source(
@@ -205,9 +217,9 @@ def records_source(
 ) -> Source:
     """JSON records (from the API) as one chunk; 'line' is the record's position, from 1."""
     if not isinstance(records, list) or not records:
-        raise InputError("Send a non-empty JSON array of objects.")
+        raise InputError(_("Send a non-empty JSON array of objects."))
     if not all(isinstance(record, dict) for record in records):
-        raise InputError("Every item of the array must be a JSON object.")
+        raise InputError(_("Every item of the array must be a JSON object."))
     header: list[str] = []
     seen: set[str] = set()
     for record in records:

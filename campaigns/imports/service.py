@@ -4,6 +4,10 @@
 it only when no row has a problem; otherwise the transaction is rolled back and the DataImport
 row records every problem (line, column, value, reason). Nothing is ever half-imported, and
 importing the same rows again adds nothing.
+
+What an import stores for people (its message, its problems' reasons) is written in the active
+language: the request's for the REST bulk import, the job's for a stored import (its task runs in
+the language of whoever started it), ``settings.LANGUAGE_CODE`` for the management commands.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
 from campaigns.choices import (
     CONTROL_ARM,
@@ -91,7 +97,8 @@ def import_create_from_upload(
     limit = settings.IMPORT_MAX_UPLOAD_BYTES
     if upload.size > limit:
         raise InputError(
-            f"The file is {upload.size / 2**20:,.1f} MB; the limit is {limit / 2**20:,.0f} MB."
+            _("The file is %(size)s MB; the limit is %(limit)s MB.")
+            % {"size": f"{upload.size / 2**20:,.1f}", "limit": f"{limit / 2**20:,.0f}"}
         )
     path = _new_upload_path(merchant, upload.name or "upload.csv")
     with open(path, "wb") as handle:
@@ -192,38 +199,61 @@ def import_run(
             data_import,
             ImportStatus.REJECTED,
             problems,
-            message=f"{problems.count:,} problems found; nothing was imported.",
+            message=_("%(n)s problems found; nothing was imported.") % {"n": f"{problems.count:,}"},
         )
     except InputError as error:
         problems.add_one(0, "", "", str(error))
         return _finish(data_import, ImportStatus.REJECTED, problems, message=str(error))
     except JobCancelled:
         _finish(
-            data_import, ImportStatus.FAILED, problems, message="Cancelled; nothing was imported."
+            data_import,
+            ImportStatus.FAILED,
+            problems,
+            message=_("Cancelled; nothing was imported."),
         )
         raise
     except Exception as error:
         logger.exception("Import %s failed", data_import.pk)
-        _finish(data_import, ImportStatus.FAILED, problems, message=f"The import failed: {error}")
+        _finish(
+            data_import,
+            ImportStatus.FAILED,
+            problems,
+            message=_("The import failed: %(error)s") % {"error": error},
+        )
         raise
     data_import.rows_total = total
     data_import.rows_inserted = counts.inserted
     data_import.rows_updated = counts.updated
     data_import.rows_unchanged = counts.unchanged
     data_import.customers_created = counts.customers_created
-    message = f"{total:,} rows: {counts.inserted:,} added"
-    if counts.updated:
-        message += f", {counts.updated:,} updated"
-    if counts.unchanged:
-        message += f", {counts.unchanged:,} already present"
-    if counts.customers_created:
-        message += f", {counts.customers_created:,} new customers created"
+    message = _import_summary(total, counts)
     progress(100, message)
-    data_import = _finish(data_import, ImportStatus.SUCCEEDED, problems, message=message + ".")
+    data_import = _finish(
+        data_import,
+        ImportStatus.SUCCEEDED,
+        problems,
+        message=pgettext("end of a sentence", "%(sentence)s.") % {"sentence": message},
+    )
     data_summary_refresh(merchant=merchant)
     if touched.size:
         _refresh_results(merchant=merchant, strategy_ids=touched, progress=progress)
     return data_import
+
+
+def _import_summary(total: int, counts: MergeCounts) -> str:
+    """The success message: N rows: N added, N updated, N already present, N new customers
+    created (the parts that are not zero)."""
+    parts = [_("%(n)s added") % {"n": f"{counts.inserted:,}"}]
+    if counts.updated:
+        parts.append(_("%(n)s updated") % {"n": f"{counts.updated:,}"})
+    if counts.unchanged:
+        parts.append(_("%(n)s already present") % {"n": f"{counts.unchanged:,}"})
+    if counts.customers_created:
+        parts.append(_("%(n)s new customers created") % {"n": f"{counts.customers_created:,}"})
+    return _("%(total)s rows: %(counts)s") % {
+        "total": f"{total:,}",
+        "counts": pgettext("clause separator", ", ").join(parts),
+    }
 
 
 def _refresh_results(*, merchant: Merchant, strategy_ids: np.ndarray, progress: Progress) -> None:
@@ -233,7 +263,7 @@ def _refresh_results(*, merchant: Merchant, strategy_ids: np.ndarray, progress: 
 
     strategies = Strategy.objects.filter(merchant=merchant, pk__in=strategy_ids.tolist())
     for strategy in strategies.select_related("campaign"):
-        progress(100, f"Measuring strategy #{strategy.pk} against its holdout")
+        progress(100, _("Measuring strategy #%(id)s against its holdout") % {"id": strategy.pk})
         try:
             strategy_results_refresh(strategy=strategy)
         except Exception:
@@ -244,7 +274,7 @@ def _open(data_import: DataImport, records: list[dict[str, Any]] | None) -> Sour
     if records is not None:
         return records_source(records, kind=data_import.kind, mapping=data_import.column_mapping)
     if not data_import.stored_path or not Path(data_import.stored_path).exists():
-        raise InputError("The uploaded file is no longer available; upload it again.")
+        raise InputError(_("The uploaded file is no longer available; upload it again."))
     return open_csv(
         Path(data_import.stored_path),
         encoding=data_import.encoding or None,
@@ -253,7 +283,9 @@ def _open(data_import: DataImport, records: list[dict[str, Any]] | None) -> Sour
     )
 
 
-UNKNOWN_CUSTOMER = "unknown customer; import customers first, or choose to create unknown customers"
+UNKNOWN_CUSTOMER = gettext_lazy(
+    "unknown customer; import customers first, or choose to create unknown customers"
+)
 
 
 @dataclass
@@ -285,6 +317,9 @@ def _prepared_chunks(
     """
     handoff: queue.Queue = queue.Queue(maxsize=2)
     done = object()
+    # The reasons of the problems found there are written in this thread's language: a new
+    # thread starts with none active.
+    language = translation.get_language()
 
     def prepare(chunk) -> _Prepared:
         typed = validate_chunk(kind, chunk.table, context, problems)
@@ -293,7 +328,7 @@ def _prepared_chunks(
             unknown = pc.is_null(ids).to_numpy(zero_copy_only=False)
             lines = typed.column("line").to_numpy()
             ext = typed.column("customer_ext").to_numpy(zero_copy_only=False)
-            problems.add(unknown, lines, "customer_id", ext, UNKNOWN_CUSTOMER)
+            problems.add(unknown, lines, "customer_id", ext, str(UNKNOWN_CUSTOMER))
             typed = typed.append_column("customer_id", ids)
             if unknown.any():
                 typed = typed.filter(pa.array(~unknown))
@@ -317,8 +352,9 @@ def _prepared_chunks(
 
     def produce() -> None:
         try:
-            for chunk in source.chunks:
-                handoff.put(prepare(chunk))
+            with translation.override(language):
+                for chunk in source.chunks:
+                    handoff.put(prepare(chunk))
             handoff.put(done)
         except BaseException as error:  # handed to the caller, raised there
             handoff.put(error)
@@ -361,7 +397,7 @@ def _stage_and_merge(
             missing = customers.missing(_customer_ids(data_import, records))
             counts.customers_created = customers.create(missing)
     if kind == ImportKind.OUTCOMES:
-        progress(1, "Finding the campaigns the orders may count for")
+        progress(1, _("Finding the campaigns the orders may count for"))
         context.attribution = _attribution_index(data_import, records)
     touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
@@ -378,17 +414,17 @@ def _stage_and_merge(
         if prepared.strategies is not None:
             touched.append(prepared.strategies)
         stage.append(prepared.payload)
-        progress(int(80 * prepared.share), f"Checked {total:,} rows")
+        progress(int(80 * prepared.share), _("Checked %(n)s rows") % {"n": f"{total:,}"})
     problems.extend(row_problems)
     for problem in source.problems:
         problems.add_one(problem.line, problem.column, problem.value, problem.reason)
     total += len(source.problems)
     if total == 0:
-        raise InputError("The file has a header but no rows.")
+        raise InputError(_("The file has a header but no rows."))
     _report_duplicates(kind, keys, lines, problems)
     if problems.count:
         raise ImportRejected
-    progress(85, f"Merging {total:,} rows")
+    progress(85, _("Merging %(n)s rows") % {"n": f"{total:,}"})
     stage.analyze()
     label = (
         TreatmentSource.API if data_import.source == ImportSource.API else TreatmentSource.IMPORT
@@ -520,16 +556,17 @@ def _report_duplicates(
     if not repeated.any():
         return
     first = frame.groupby("key")["line"].transform("min").astype(str)
-    column, what = {
-        ImportKind.CUSTOMERS: ("customer_id", "customer"),
-        ImportKind.OUTCOMES: ("order_id", "order"),
-    }.get(kind, ("", "row"))
+    column, reason = {
+        ImportKind.CUSTOMERS: ("customer_id", _("duplicate customer in this file")),
+        ImportKind.OUTCOMES: ("order_id", _("duplicate order in this file")),
+    }.get(kind, ("", _("duplicate row in this file")))
+    before, _line, after = (_("same as line %(line)s") % {"line": "\x00"}).partition("\x00")
     problems.add(
         repeated,
         frame["line"].to_numpy(),
         column,
-        ("same as line " + first).to_numpy(),
-        f"duplicate {what} in this file",
+        (before + first + after).to_numpy(),
+        reason,
     )
 
 

@@ -1,7 +1,8 @@
 """Check and type one chunk of text columns, vectorized (pyarrow compute, numpy, pandas).
 
-No Django here: a chunk goes in with its source lines, a typed table for staging and a list of
-problems (line, column, value, reason) come out. Nothing is written anywhere.
+No Django here but its translations: a chunk goes in with its source lines, a typed table for
+staging and a list of problems (line, column, value, reason) come out, the reasons in the active
+language. Nothing is written anywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.utils.translation import gettext as _
 
 from .attribution import AttributionIndex, attribute
 from .reading import LINE_COLUMN, UNMAPPED_PREFIX
@@ -103,7 +105,12 @@ def check_columns(kind: str, targets: list[str], problems: Problems) -> None:
     present = set(targets)
     for column in schema.columns:
         if column.required and column.name not in present:
-            problems.add_one(1, column.name, "", f"the required column '{column.name}' is missing")
+            problems.add_one(
+                1,
+                column.name,
+                "",
+                _("the required column '%(column)s' is missing") % {"column": column.name},
+            )
     if not schema.extra_columns_are_attributes:
         for name in targets:
             if name.startswith(UNMAPPED_PREFIX):
@@ -112,8 +119,11 @@ def check_columns(kind: str, targets: list[str], problems: Problems) -> None:
                     1,
                     source,
                     source,
-                    f"unexpected column '{source}'; expected {', '.join(schema.names)} "
-                    "(map it to one of them, or leave it out on the upload page)",
+                    _(
+                        "unexpected column '%(column)s'; expected %(expected)s "
+                        "(map it to one of them, or leave it out on the upload page)"
+                    )
+                    % {"column": source, "expected": ", ".join(schema.names)},
                 )
 
 
@@ -158,7 +168,7 @@ class _Checker:
 
     def required_text(self, name: str, max_length: int) -> pa.ChunkedArray:
         values = self.text(name)
-        self._report(self.missing(values), name, values, "a value is required")
+        self._report(self.missing(values), name, values, _("a value is required"))
         self.max_length(name, values, max_length)
         return pc.if_else(pc.equal(values, ""), None, values)
 
@@ -169,7 +179,7 @@ class _Checker:
 
     def max_length(self, name: str, values: pa.ChunkedArray, limit: int) -> None:
         too_long = pc.fill_null(pc.greater(pc.utf8_length(values), limit), False)
-        self._report(too_long, name, values, f"longer than {limit} characters")
+        self._report(too_long, name, values, _("longer than %(n)s characters") % {"n": limit})
 
     def number(self, name: str, *, nullable: bool, minimum: float | None = 0.0) -> pa.ChunkedArray:
         raw = self.text(name)
@@ -177,13 +187,13 @@ class _Checker:
         well_formed = pc.fill_null(pc.match_substring_regex(raw, _NUMBER), False).to_numpy(
             zero_copy_only=False
         )
-        self._report(~blank & ~well_formed, name, raw, "not a number")
+        self._report(~blank & ~well_formed, name, raw, _("not a number"))
         if not nullable:
-            self._report(blank, name, raw, "a value is required")
+            self._report(blank, name, raw, _("a value is required"))
         numbers = pc.cast(pc.if_else(pa.array(well_formed), raw, None), pa.float64())
         if minimum is not None:
             negative = pc.fill_null(pc.less(numbers, minimum), False)
-            self._report(negative, name, raw, "must not be negative")
+            self._report(negative, name, raw, _("must not be negative"))
         return numbers
 
     def whole_number(self, name: str) -> pa.ChunkedArray:
@@ -195,17 +205,17 @@ class _Checker:
         negative = pc.fill_null(pc.match_substring_regex(raw, r"^-\d"), False).to_numpy(
             zero_copy_only=False
         )
-        self._report(negative, name, raw, "must not be negative")
-        self._report(~blank & ~whole & ~negative, name, raw, "not a whole number")
+        self._report(negative, name, raw, _("must not be negative"))
+        self._report(~blank & ~whole & ~negative, name, raw, _("not a whole number"))
         cleaned = pc.if_else(pa.array(whole), pc.replace_substring_regex(raw, r"\.0*$", ""), None)
         too_big = pc.fill_null(pc.greater(pc.utf8_length(cleaned), 9), False)
-        self._report(too_big, name, raw, "too large")
+        self._report(too_big, name, raw, _("too large"))
         return pc.cast(pc.if_else(too_big, None, cleaned), pa.int32())
 
     def timestamp(self, name: str) -> pa.Array:
         raw = self.text(name)
         blank = self.missing(raw)
-        self._report(blank, name, raw, "a value is required")
+        self._report(blank, name, raw, _("a value is required"))
         text = pc.replace_substring_regex(raw, r"^(\d{4})/(\d{1,2})/(\d{1,2})", r"\1-\2-\3")
         strings = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
         zoned = pc.fill_null(pc.match_substring_regex(text, _ZONE_SUFFIX), False).to_numpy(
@@ -228,8 +238,10 @@ class _Checker:
             bad,
             name,
             raw,
-            "not a date and time; use ISO 8601, e.g. 2026-01-05 10:00:00 "
-            "or 2026-01-05T10:00:00+08:00",
+            _(
+                "not a date and time; use ISO 8601, e.g. 2026-01-05 10:00:00 "
+                "or 2026-01-05T10:00:00+08:00"
+            ),
         )
         return pa.array(parsed, pa.timestamp("us", tz="UTC"))
 
@@ -242,7 +254,7 @@ class _Checker:
         known = pc.fill_null(pc.is_in(values, value_set=pa.array(allowed)), False).to_numpy(
             zero_copy_only=False
         )
-        self._report(blank, name, raw, "a value is required")
+        self._report(blank, name, raw, _("a value is required"))
         self._report(~blank & ~known, name, raw, describe)
         return values
 
@@ -254,8 +266,8 @@ class _Checker:
         unknown = ~blank & ~(
             truthy.to_numpy(zero_copy_only=False) | falsy.to_numpy(zero_copy_only=False)
         )
-        self._report(blank, name, raw, "a value is required (1/0, true/false, yes/no)")
-        self._report(unknown, name, raw, "not a yes/no value; use 1/0, true/false or yes/no")
+        self._report(blank, name, raw, _("a value is required (1/0, true/false, yes/no)"))
+        self._report(unknown, name, raw, _("not a yes/no value; use 1/0, true/false or yes/no"))
         return truthy
 
     def column_names(self) -> list[str]:
@@ -318,7 +330,7 @@ def _events(check: _Checker) -> pa.Table:
         "event_type",
         allowed,
         lower=True,
-        describe=f"unknown event type; expected one of {', '.join(allowed)}",
+        describe=_("unknown event type; expected one of %(types)s") % {"types": ", ".join(allowed)},
     )
     item = check.optional_text("item_id", TEXT_MAX_LENGTH)
     category = check.optional_text("category", TEXT_MAX_LENGTH)
@@ -350,19 +362,19 @@ def _treatments(check: _Checker) -> pa.Table:
     known = pc.fill_null(pc.is_in(arm, value_set=pa.array(arms)), False).to_numpy(
         zero_copy_only=False
     )
-    check._report(blank, "arm", raw_arm, "a value is required (a coupon code or 'control')")
-    codes = ", ".join(a for a in arms if a != CONTROL) or "none yet"
+    check._report(blank, "arm", raw_arm, _("a value is required (a coupon code or 'control')"))
+    codes = ", ".join(a for a in arms if a != CONTROL) or _("none yet")
     check._report(
         ~blank & ~known,
         "arm",
         raw_arm,
-        f"not one of this merchant's coupon types ({codes}) or 'control'",
+        _("not one of this merchant's coupon types (%(codes)s) or 'control'") % {"codes": codes},
     )
     assigned = check.timestamp("assigned_at")
     propensity = check.number("propensity", nullable=False, minimum=None)
     outside = pc.fill_null(pc.or_(pc.less_equal(propensity, 0), pc.greater(propensity, 1)), False)
     check._report(
-        outside, "propensity", check.text("propensity"), "must be greater than 0 and at most 1"
+        outside, "propensity", check.text("propensity"), _("must be greater than 0 and at most 1")
     )
     converted = check.boolean("converted")
     revenue = pc.round(pc.fill_null(check.number("revenue", nullable=True), 0.0), 2)

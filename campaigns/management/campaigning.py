@@ -10,12 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from campaigns.choices import Role
+from campaigns.management import SiteLanguageMixin
 from campaigns.models import Membership, Merchant, Strategy
 from modeling.choices import JobStatus
 from modeling.models import Job
 
 
-class CampaignCommand(BaseCommand):
+class CampaignCommand(SiteLanguageMixin, BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--merchant", required=True, help="The merchant's slug.")
         parser.add_argument(

@@ -10,10 +10,11 @@ from tqdm import tqdm
 
 from campaigns.choices import ImportSource, ImportStatus
 from campaigns.imports.service import import_copy_file, import_create_from_file, import_run
+from campaigns.management import SiteLanguageMixin
 from campaigns.models import DataImport, Merchant
 
 
-class ImportCommand(BaseCommand):
+class ImportCommand(SiteLanguageMixin, BaseCommand):
     kind: str
 
     def add_arguments(self, parser: CommandParser) -> None:

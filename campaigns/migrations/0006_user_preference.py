@@ -6,24 +6,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0005_campaigns_strategies_assignments'),
+        ("campaigns", "0005_campaigns_strategies_assignments"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UserPreference',
+            name="UserPreference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('language', models.CharField(choices=[('en', 'English'), ('zh-hans', '简体中文')], default='en', max_length=10, verbose_name='language')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='preference', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        choices=[("en", "English"), ("zh-hans", "简体中文")],
+                        default="en",
+                        max_length=10,
+                        verbose_name="language",
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="preference",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user preference',
-                'verbose_name_plural': 'user preferences',
-                'constraints': [models.CheckConstraint(condition=models.Q(('language__in', ['en', 'zh-hans'])), name='userpreference_language_valid')],
+                "verbose_name": "user preference",
+                "verbose_name_plural": "user preferences",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("language__in", ["en", "zh-hans"])),
+                        name="userpreference_language_valid",
+                    )
+                ],
             },
         ),
     ]

@@ -154,7 +154,8 @@ def test_two_clicks_on_apply_queue_one_job(scored, mona):
     first = strategy_apply_enqueue(strategy=strategy, actor=mona)
     second = strategy_apply_enqueue(strategy=strategy, actor=mona)
     assert first is not None and second.pk == first.pk
-    assert first.kind == "apply" and first.params == {"strategy_id": strategy.pk}
+    # the job runs in the language active when it was queued (the site's: no request here)
+    assert first.kind == "apply" and first.params == {"strategy_id": strategy.pk, "language": "en"}
 
 
 def test_a_second_strategy_waits_for_the_first_to_be_rolled_back(scored, mona):
