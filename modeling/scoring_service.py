@@ -25,11 +25,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns.models import Customer
-from modeling.artifacts import load_trained_model
 from modeling.choices import JobKind, JobStatus, ModelStatus
 from modeling.dataset import merchant_data_load, merchant_latest_event_time
 from modeling.models import Job, ModelVersion, ScoreChunk
-from modeling.scoring import predict
 from modeling.segments import lifecycle_from_events
 from modeling.services import job_enqueue, job_succeed
 
@@ -72,6 +70,8 @@ def score_chunk_ranges(*, version: ModelVersion, size: int | None = None) -> lis
 
 @functools.lru_cache(maxsize=4)
 def _bundle(path: str):
+    from modeling.artifacts import load_trained_model  # Keras: on the worker only
+
     # A scoring worker keeps the few artifacts it serves in memory between chunks, and predicts
     # through XLA: Keras' "auto" leaves the LSTM uncompiled on TensorFlow, and compiled it
     # predicted 1.2-2x faster on 2 cores with the same probabilities (to 2e-7).
@@ -84,6 +84,8 @@ def score_chunk(
     *, version: ModelVersion, index: int, first: int, last: int, as_of: int
 ) -> ScoreChunk:
     """Predict for customers with ids in [first, last]; write the chunk file atomically."""
+    from modeling.scoring import predict  # Keras: on the worker only
+
     bundle = _bundle(version.artifact_path)
     data = merchant_data_load(
         merchant=version.merchant, customer_range=(first, last), with_treatments=False

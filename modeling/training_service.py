@@ -24,14 +24,6 @@ from django.utils.translation import gettext as _
 
 from campaigns.models import Merchant
 from campaigns.randomization import hash_uniform
-from modeling.artifacts import load_trained_model, save_trained_model
-from modeling.baselines import (
-    ArmMeans,
-    ResponseModel,
-    TLearner,
-    random_policy,
-    response_targeting_policy,
-)
 from modeling.choices import JobKind, ModelPreset, ModelStatus
 from modeling.dataset import MerchantData, merchant_data_load
 from modeling.metrics import evaluate_uplift
@@ -41,7 +33,6 @@ from modeling.promotion import (
     compare_with_champion,
     evaluation_split,
 )
-from modeling.scoring import predict
 from modeling.sequences import EventArrays, static_features
 from modeling.services import (
     job_enqueue,
@@ -49,7 +40,7 @@ from modeling.services import (
     model_version_next_number,
     model_version_promote,
 )
-from modeling.training import TrainingConfig, TreatmentArrays, train_uplift_model
+from modeling.training_config import TrainingConfig, TreatmentArrays
 
 HELD_OUT_SHARE = 0.2  # customers kept out of training, for the offline evaluation
 # Salt of the held-out split's keyed hash, with the merchant's id: fixed for the merchant, so
@@ -90,6 +81,9 @@ def model_version_train(
 
 def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     """Train, evaluate and save one queued version (called by the training task)."""
+    from modeling.artifacts import save_trained_model  # Keras: on the worker only
+    from modeling.training import train_uplift_model
+
     updated = ModelVersion.objects.filter(pk=version.pk, status=ModelStatus.QUEUED).update(
         status=ModelStatus.TRAINING
     )
@@ -224,6 +218,8 @@ def _rows_by_source(data: MerchantData) -> dict[str, int]:
 def _held_out_predictions(bundle, events: EventArrays, customers: np.ndarray) -> np.ndarray:
     """``bundle``'s P(convert) per held-out row (customers may repeat), predicting each
     customer once."""
+    from modeling.scoring import predict  # Keras: on the worker only
+
     unique, inverse = np.unique(customers, return_inverse=True)
     return predict(bundle, events.subset(unique)).p_convert[inverse]
 
@@ -238,6 +234,8 @@ def _champion_comparison(
 ) -> dict[str, Any] | None:
     """The promotion rule's comparison with the merchant's champion on this version's held-out
     rows (``modeling.promotion``); None without a champion to compare with."""
+    from modeling.artifacts import load_trained_model  # Keras: on the worker only
+
     champion = (
         ModelVersion.objects.filter(merchant=version.merchant, is_champion=True)
         .exclude(pk=version.pk)
@@ -300,6 +298,16 @@ RESPONSE_TARGET_SHARE = 0.3  # response-model targeting: the coupon goes to the 
 def _evaluate(bundle, events, treatments, held_out, arms, config: TrainingConfig, report: Report):
     """The model and every baseline, trained on the same rows, measured on the same held-out
     randomized rows (conversion: Qini, AUUC, uplift@k, calibration, policy value)."""
+    from modeling.baselines import (  # scikit-learn, like Keras: on the worker only
+        ArmMeans,
+        ResponseModel,
+        TLearner,
+        random_policy,
+        response_targeting_policy,
+    )
+    from modeling.scoring import predict
+    from modeling.training import train_uplift_model
+
     arms = list(arms)
     rows = np.flatnonzero(held_out)
     fit_rows = np.flatnonzero(~held_out)

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -568,3 +569,25 @@ def test_compose_builds_from_the_dockerfile():
         dockerfile = context / build.get("dockerfile", "Dockerfile")
         assert context.resolve() == REPO, f"{name} builds from another context"
         assert dockerfile.resolve() == DOCKERFILE.resolve(), name
+
+
+def test_the_web_processes_never_load_tensorflow_or_scikit_learn():
+    """Gunicorn workers import every view and API module; the model code they reach must leave
+    Keras (TensorFlow) and scikit-learn to the Celery workers (about 600 MiB per process)."""
+    code = (
+        "import sys, django; django.setup(); "
+        "import promo_portal.wsgi, promo_portal.urls, promo_portal.api_urls; "
+        "from django.urls import get_resolver; get_resolver().url_patterns; "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'keras', 'tensorflow', 'sklearn', 'jax'}); print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
