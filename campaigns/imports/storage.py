@@ -75,6 +75,15 @@ _STAGE_COLUMNS["seen"] = [
 _LOCK_NAMESPACE = 0x1D0  # pg_advisory_xact_lock(namespace, merchant): event imports
 
 
+ANALYZE_AFTER_ROWS = 100_000
+_TARGET_TABLES = {
+    "customers": "campaigns_customer",
+    "events": "campaigns_event",
+    "treatments": "campaigns_treatmentlog",
+    "outcomes": "campaigns_outcome",
+}
+
+
 @dataclass
 class MergeCounts:
     inserted: int = 0
@@ -171,7 +180,13 @@ class Stage:
             "events": self._merge_events,
             "outcomes": self._merge_outcomes,
         }.get(self.kind, self._merge_treatments)
-        return merge(merchant_id, source)
+        counts = merge(merchant_id, source)
+        if self.postgres and counts.inserted >= ANALYZE_AFTER_ROWS:
+            # A large import changes the table's statistics at once: the pages' and jobs'
+            # next plans (one merchant's rows among many) should not wait for autovacuum.
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {_TARGET_TABLES[self.kind]}")
+        return counts
 
     def _merge_customers(self, merchant_id: int, source: str) -> MergeCounts:
         existing = self._count_existing_customers(merchant_id)

@@ -425,3 +425,20 @@ def test_simulate_merchant_loads_through_the_import_path(db, settings, tmp_path)
     call_command("simulate_merchant", "--customers", "300", "--seed", "3", "--slug", "sim-small")
     assert Customer.objects.filter(merchant=merchant).count() == 300
     assert TreatmentLog.objects.filter(merchant=merchant).count() == 300
+
+
+def test_a_large_import_refreshes_the_planner_statistics_on_postgresql(shop, tmp_path, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(storage, "ANALYZE_AFTER_ROWS", 2)  # "large": 2 rows or more
+    with CaptureQueriesContext(connection) as small:
+        run(shop, "customers", "customer_id\nA1\n", tmp_path)
+    with CaptureQueriesContext(connection) as large:
+        run(shop, "customers", "customer_id\nB1\nB2\nB3\n", tmp_path)
+    analyzed = [
+        q["sql"] for q in large.captured_queries if q["sql"] == "ANALYZE campaigns_customer"
+    ]
+    assert not any(q["sql"] == "ANALYZE campaigns_customer" for q in small.captured_queries)
+    # PostgreSQL plans from statistics; SQLite's planner does not need them refreshed
+    assert len(analyzed) == (1 if connection.vendor == "postgresql" else 0)
