@@ -436,7 +436,7 @@ def _score_child(version_id: int, chunk_size: int | None) -> None:
     clock = StageClock()
     clock.wrap(scoring_service, "score_chunk", "chunk")
     clock.wrap(scoring_service, "merchant_data_load", "read")
-    clock.wrap(scoring_service, "predict", "predict")
+    clock.wrap(core_scoring, "predict", "predict")  # scoring_service imports it per call
     clock.wrap(core_scoring, "transform", "build sequences")
     if hasattr(scoring_service, "lifecycle_from_events"):
         clock.wrap(scoring_service, "lifecycle_from_events", "segments")

@@ -42,7 +42,7 @@ Intervals (95 %, z = 1.959964)
 - Difference of two conversion rates: **Newcombe's hybrid score interval** (Newcombe 1998,
   method 10), built from the two groups' Wilson score intervals. At the low conversion rates of
   coupon campaigns it keeps its coverage where the Wald interval does not, and it never leaves
-  [-1, 1]. (``wald_difference`` is here for comparison.)
+  [-1, 1].
 - Difference of two means (revenue, profit per customer): the **normal approximation with
   unequal variances** (Welch's standard error with the z quantile). With at least
   ``MIN_GROUP_CUSTOMERS`` customers on each side the t and z quantiles differ by under 1 %.
@@ -82,7 +82,6 @@ __all__ = [
     "realized_breakdown",
     "redeemed_order_economics",
     "stats_by_label",
-    "wald_difference",
     "wilson_interval",
 ]
 
@@ -146,15 +145,6 @@ def newcombe_difference(
         low=float(d - np.sqrt((p1 - low_1) ** 2 + (high_2 - p2) ** 2)),
         high=float(d + np.sqrt((high_1 - p1) ** 2 + (p2 - low_2) ** 2)),
     )
-
-
-def wald_difference(
-    successes_1: float, n_1: float, successes_2: float, n_2: float, z: float = Z_95
-) -> Difference:
-    """p1 - p2 with the Wald (normal approximation) interval."""
-    p1, p2 = successes_1 / n_1, successes_2 / n_2
-    half = z * np.sqrt(p1 * (1.0 - p1) / n_1 + p2 * (1.0 - p2) / n_2)
-    return Difference(float(p1 - p2), float(p1 - p2 - half), float(p1 - p2 + half))
 
 
 def mean_difference(

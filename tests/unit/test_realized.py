@@ -31,7 +31,6 @@ from modeling.realized import (
     mean_difference,
     newcombe_difference,
     redeemed_order_economics,
-    wald_difference,
     wilson_interval,
 )
 from tests.scored import scored_merchant
@@ -71,12 +70,8 @@ def test_newcombe_is_built_from_scipys_wilson_intervals():
     assert result.high == pytest.approx(p1 - p2 + np.hypot(w1.high - p1, p2 - w2.low))
 
 
-def test_wald_uses_scipys_normal_quantile():
+def test_the_z_quantile_is_scipys():
     assert stats.norm.ppf(0.975) == pytest.approx(Z_95, abs=1e-12)
-    result = wald_difference(130, 1000, 95, 1010)
-    se = np.sqrt(0.13 * 0.87 / 1000 + (95 / 1010) * (1 - 95 / 1010) / 1010)
-    expected = stats.norm.interval(0.95, loc=0.13 - 95 / 1010, scale=se)
-    assert (result.low, result.high) == pytest.approx(expected, abs=1e-12)
 
 
 def test_mean_difference_is_welchs_standard_error_with_the_normal_quantile():
