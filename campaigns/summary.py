@@ -24,7 +24,14 @@ Layout of ``MerchantDataSummary.data`` (JSON; times in ISO 8601, UTC):
     null; the campaign builder's default, read from here so that its cost does not grow with
     the data;
 ``last_import_at``
-    when the last successful import finished, or null.
+    when the last successful import finished, or null;
+``sums``
+    ``{"purchase_value": 0.0, "purchases": 0, "order_revenue": 0.0, "orders": 0}``: the totals
+    behind the average order value, so that an events import can add to them.
+
+An events import whose every row was new adds its own tally (counted by the import's reading
+thread, :func:`events_tally`) to the stored summary instead of aggregating all the merchant's
+events again: its cost follows the import, not the data already there.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.db import transaction
 from django.db.models import (
     Avg,
     Case,
@@ -69,22 +79,31 @@ from .models import (
 if TYPE_CHECKING:
     from modeling.models import Job
 
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
+
+# (local day in ISO format, event type) -> number of events
+DayTypeCounts = dict[tuple[str, str], int]
 
 
 def data_summary_refresh(*, merchant: Merchant) -> MerchantDataSummary:
     """Recompute the merchant's data summary from the database and store it."""
     events = _event_figures(merchant)
     treatments = _treatment_figures(merchant)
-    orders = treatments.pop("orders")
-    purchases = events.pop("purchases")
-    value, count = orders if orders[1] else purchases
+    purchase_value, purchases = events.pop("purchases")
+    order_revenue, orders = treatments.pop("orders")
+    sums = {
+        "purchase_value": purchase_value,
+        "purchases": purchases,
+        "order_revenue": order_revenue,
+        "orders": orders,
+    }
     data = {
         "version": SUMMARY_VERSION,
         "customers": Customer.objects.filter(merchant=merchant).count(),
         **events,
         **treatments,
-        "average_order_value": round(value / count, 2) if count else None,
+        "average_order_value": _average_order_value(sums),
+        "sums": sums,
         "last_import_at": _iso(_last_import_at(merchant)),
     }
     summary, _created = MerchantDataSummary.objects.update_or_create(
@@ -93,9 +112,159 @@ def data_summary_refresh(*, merchant: Merchant) -> MerchantDataSummary:
     return summary
 
 
+def data_summary_add_events(*, merchant: Merchant, tally: pa.Table) -> MerchantDataSummary:
+    """Add the tally of newly stored events (:func:`events_tally`) to the stored summary.
+
+    Falls back to a full refresh when no summary of the current layout is stored.
+    """
+    with transaction.atomic():
+        summary = MerchantDataSummary.objects.select_for_update().filter(merchant=merchant).first()
+        if summary is None or summary.data.get("version") != SUMMARY_VERSION:
+            return data_summary_refresh(merchant=merchant)
+        data = dict(summary.data)
+        counts = _stored_day_type_counts(data)
+        for day, event_type, count in zip(
+            tally.column("day").to_pylist(),
+            tally.column("event_type").to_pylist(),
+            tally.column("count").to_pylist(),
+            strict=True,
+        ):
+            key = (day.isoformat(), event_type)
+            counts[key] = counts.get(key, 0) + count
+        sums = dict(data["sums"])
+        purchases = pc.equal(tally.column("event_type"), EventType.PURCHASE)
+        sums["purchase_value"] += pc.sum(tally.column("value").filter(purchases)).as_py() or 0.0
+        sums["purchases"] += pc.sum(tally.column("priced").filter(purchases)).as_py() or 0
+        first, last = tally.schema.metadata[b"first"], tally.schema.metadata[b"last"]
+        stored_first, stored_last = data.get("first_event_at"), data.get("last_event_at")
+        data.update(
+            _event_layout(
+                counts,
+                first=min(_parse(stored_first), _parse(first.decode()))
+                if stored_first
+                else _parse(first.decode()),
+                last=max(_parse(stored_last), _parse(last.decode()))
+                if stored_last
+                else _parse(last.decode()),
+            ),
+            customers=Customer.objects.filter(merchant=merchant).count(),
+            average_order_value=_average_order_value(sums),
+            sums=sums,
+            last_import_at=_iso(_last_import_at(merchant)),
+        )
+        summary.data = data
+        summary.refreshed_at = timezone.now()
+        summary.save(update_fields=["data", "refreshed_at"])
+    return summary
+
+
+def events_tally(
+    ts: pa.Array, event_type: pa.Array, price: pa.Array, quantity: pa.Array, *, tz: str
+) -> pa.Table:
+    """What some events add to the summary: per local day and type, the number of events, of
+    priced ones and their value (price x quantity); the first and last time in the metadata.
+    Vectorized (pyarrow), for the import's reading thread."""
+    local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=tz)))
+    priced = pc.fill_null(pc.greater(price, 0), False)
+    value = pc.if_else(
+        priced, pc.multiply(price, pc.cast(pc.fill_null(quantity, 1), pa.float64())), 0.0
+    )
+    table = pa.table(
+        {
+            "day": pc.cast(local, pa.date32()),
+            "event_type": event_type,
+            "priced": pc.cast(priced, pa.int64()),
+            "value": value,
+        }
+    )
+    grouped = table.group_by(["day", "event_type"]).aggregate(
+        [("event_type", "count"), ("priced", "sum"), ("value", "sum")]
+    )
+    span = pc.min_max(ts)
+    return _tally(
+        grouped.column("day"),
+        grouped.column("event_type"),
+        grouped.column("event_type_count"),
+        grouped.column("priced_sum"),
+        grouped.column("value_sum"),
+        first=span["min"].as_py(),
+        last=span["max"].as_py(),
+    )
+
+
+def events_tally_combine(one: pa.Table | None, other: pa.Table) -> pa.Table:
+    """Two tallies as one (memory stays bounded by days x types)."""
+    if one is None:
+        return other
+    grouped = pa.concat_tables([one.replace_schema_metadata(), other.replace_schema_metadata()])
+    grouped = grouped.group_by(["day", "event_type"]).aggregate(
+        [("count", "sum"), ("priced", "sum"), ("value", "sum")]
+    )
+    firsts = [_parse(t.schema.metadata[b"first"].decode()) for t in (one, other)]
+    lasts = [_parse(t.schema.metadata[b"last"].decode()) for t in (one, other)]
+    return _tally(
+        grouped.column("day"),
+        grouped.column("event_type"),
+        grouped.column("count_sum"),
+        grouped.column("priced_sum"),
+        grouped.column("value_sum"),
+        first=min(firsts),
+        last=max(lasts),
+    )
+
+
+def _tally(day, event_type, count, priced, value, *, first: datetime, last: datetime) -> pa.Table:
+    return pa.table(
+        {"day": day, "event_type": event_type, "count": count, "priced": priced, "value": value},
+        metadata={"first": first.isoformat(), "last": last.isoformat()},
+    )
+
+
+def _stored_day_type_counts(data: dict) -> DayTypeCounts:
+    by_day = data.get("events_by_day") or {"days": [], "counts": {}}
+    counts: DayTypeCounts = {}
+    for event_type, per_day in by_day["counts"].items():
+        for day, count in zip(by_day["days"], per_day, strict=True):
+            if count:
+                counts[(day, event_type)] = count
+    return counts
+
+
+def _event_layout(counts: DayTypeCounts, *, first: datetime | None, last: datetime | None) -> dict:
+    """The summary's event figures from counts per (day, type)."""
+    by_day: dict[str, dict[str, int]] = defaultdict(dict)
+    by_type: dict[str, int] = defaultdict(int)
+    for (day, event_type), count in counts.items():
+        by_day[day][event_type] = count
+        by_type[event_type] += count
+    days = sorted(by_day)
+    types = [value for value in EventType.values if value in by_type]
+    types += sorted(set(by_type) - set(types))  # a type no longer offered keeps its counts
+    return {
+        "events": sum(by_type.values()),
+        "first_event_at": _iso(first),
+        "last_event_at": _iso(last),
+        "events_by_type": [{"event_type": t, "count": by_type[t]} for t in types],
+        "events_by_day": {
+            "days": days,
+            "counts": {t: [by_day[day].get(t, 0) for day in days] for t in types},
+        },
+    }
+
+
+def _average_order_value(sums: dict) -> float | None:
+    """Mean revenue of converted treatment rows with revenue, else mean value of priced
+    purchase events, else None."""
+    if sums["orders"]:
+        return round(sums["order_revenue"] / sums["orders"], 2)
+    if sums["purchases"]:
+        return round(sums["purchase_value"] / sums["purchases"], 2)
+    return None
+
+
 def _event_figures(merchant: Merchant) -> dict:
     events = Event.objects.filter(merchant=merchant)
-    totals = events.aggregate(count=Count("*"), first=Min("timestamp"), last=Max("timestamp"))
+    totals = events.aggregate(first=Min("timestamp"), last=Max("timestamp"))
     # One GROUP BY (day, type): the per-type totals follow from it, and it stays small
     # (days x types) however many events there are.
     per_day = (
@@ -114,28 +283,16 @@ def _event_figures(merchant: Merchant) -> dict:
         )
         .order_by()
     )
-    by_day: dict[str, dict[str, int]] = defaultdict(dict)
-    by_type: dict[str, int] = defaultdict(int)
+    counts: DayTypeCounts = {}
     purchase_value, purchases = 0.0, 0
     for group in per_day:
         day = group["day"].isoformat() if group["day"] else ""
-        by_day[day][group["event_type"]] = group["count"]
-        by_type[group["event_type"]] += group["count"]
+        counts[(day, group["event_type"])] = group["count"]
         if group["event_type"] == EventType.PURCHASE:
             purchase_value += float(group["value"] or 0)
             purchases += group["priced"]
-    days = sorted(by_day)
-    types = [value for value in EventType.values if value in by_type]
-    types += sorted(set(by_type) - set(types))  # a type no longer offered keeps its counts
     return {
-        "events": totals["count"] or 0,
-        "first_event_at": _iso(totals["first"]),
-        "last_event_at": _iso(totals["last"]),
-        "events_by_type": [{"event_type": t, "count": by_type[t]} for t in types],
-        "events_by_day": {
-            "days": days,
-            "counts": {t: [by_day[day].get(t, 0) for day in days] for t in types},
-        },
+        **_event_layout(counts, first=totals["first"], last=totals["last"]),
         "purchases": (purchase_value, purchases),  # (total value, count) of priced purchases
     }
 
@@ -192,6 +349,10 @@ def _last_import_at(merchant: Merchant) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(ZoneInfo("UTC")).isoformat() if value is not None else None
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
 
 
 # --- selectors ----------------------------------------------------------------------------------

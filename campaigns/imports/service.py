@@ -61,7 +61,12 @@ from campaigns.imports.storage import CustomerIndex, MergeCounts, Stage
 from campaigns.imports.validation import Context, Problems, check_columns, validate_chunk
 from campaigns.models import Assignment, CouponType, DataImport, Merchant, Strategy
 from campaigns.services import audit_record
-from campaigns.summary import data_summary_refresh
+from campaigns.summary import (
+    data_summary_add_events,
+    data_summary_refresh,
+    events_tally,
+    events_tally_combine,
+)
 from modeling.choices import JobKind, JobStatus
 from modeling.services import JobCancelled
 
@@ -184,7 +189,7 @@ def import_run(
     try:
         source = _open(data_import, records)
         with transaction.atomic():
-            counts, total, touched = _stage_and_merge(
+            counts, total, touched, tally = _stage_and_merge(
                 data_import, source, problems, progress, records
             )
             audit_record(
@@ -234,7 +239,10 @@ def import_run(
         problems,
         message=pgettext("end of a sentence", "%(sentence)s.") % {"sentence": message},
     )
-    data_summary_refresh(merchant=merchant)
+    if tally is not None:  # new events only: add them to the stored summary
+        data_summary_add_events(merchant=merchant, tally=tally)
+    else:
+        data_summary_refresh(merchant=merchant)
     if touched.size:
         _refresh_results(merchant=merchant, strategy_ids=touched, progress=progress)
     return data_import
@@ -298,6 +306,7 @@ class _Prepared:
     lines: np.ndarray
     share: float
     seen: pa.Table | None  # events: first and last time per customer in this chunk
+    tally: pa.Table | None  # events: what they add to the data summary
     strategies: np.ndarray | None  # outcomes: strategies with a window holding an order
 
 
@@ -332,13 +341,27 @@ def _prepared_chunks(
             typed = typed.append_column("customer_id", ids)
             if unknown.any():
                 typed = typed.filter(pa.array(~unknown))
+        staged = typed
+        if kind == ImportKind.EVENTS:  # in key order: cheaper for the events table's index
+            staged = typed.sort_by([("customer_id", "ascending"), ("ts", "ascending")])
         return _Prepared(
             rows_read=chunk.table.num_rows,
-            payload=stage.serialize(typed),
+            payload=stage.serialize(staged),
             keys=typed.column("fingerprint").to_numpy(),
             lines=typed.column("line").to_numpy(),
             share=min(chunk.bytes_read / max(source.size_bytes, 1), 1.0),
             seen=_seen_spans(typed) if kind == ImportKind.EVENTS else None,
+            tally=(
+                events_tally(
+                    typed.column("ts"),
+                    typed.column("event_type"),
+                    typed.column("price"),
+                    typed.column("quantity"),
+                    tz=context.timezone,
+                )
+                if kind == ImportKind.EVENTS and typed.num_rows
+                else None
+            ),
             strategies=(
                 touched_strategies(
                     context.attribution,
@@ -402,6 +425,7 @@ def _stage_and_merge(
     touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
     spans: pa.Table | None = None  # first and last event time per customer, so far
+    tally: pa.Table | None = None  # events per day and type, so far
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
     total = 0
@@ -411,6 +435,8 @@ def _stage_and_merge(
         lines.append(prepared.lines)
         if prepared.seen is not None:
             spans = _merge_spans(spans, prepared.seen)
+        if prepared.tally is not None:
+            tally = events_tally_combine(tally, prepared.tally)
         if prepared.strategies is not None:
             touched.append(prepared.strategies)
         stage.append(prepared.payload)
@@ -425,16 +451,19 @@ def _stage_and_merge(
     if problems.count:
         raise ImportRejected
     progress(85, _("Merging %(n)s rows") % {"n": f"{total:,}"})
-    stage.analyze()
     label = (
         TreatmentSource.API if data_import.source == ImportSource.API else TreatmentSource.IMPORT
     )
-    counts.add(stage.merge(merchant.pk, source=label))
-    if spans is not None:
-        _update_customers_seen(spans, merchant)
+    seen = _stage_spans(spans) if spans is not None else None
+    counts.add(stage.merge(merchant.pk, source=label, seen=seen))
+    if seen is not None:  # widen the customers' first and last seen times, once per import
+        seen.update_customers_seen(merchant.pk)
+        seen.drop()
     stage.drop()
     strategies = np.unique(np.concatenate(touched)) if touched else np.empty(0, np.int64)
-    return counts, total, strategies
+    if counts.unchanged:  # some rows were there already: the tally overstates what was added
+        tally = None
+    return counts, total, strategies, tally
 
 
 def _customer_ids(data_import: DataImport, records: list[dict[str, Any]] | None) -> pa.Array:
@@ -517,9 +546,9 @@ def _microseconds(moments) -> np.ndarray:
 
 def _seen_spans(typed: pa.Table) -> pa.Table:
     """The first and last event time per customer of one chunk."""
-    spans = typed.group_by("customer_ext").aggregate([("ts", "min"), ("ts", "max")])
-    return spans.select(["customer_ext", "ts_min", "ts_max"]).rename_columns(
-        ["customer_ext", "first_ts", "last_ts"]
+    spans = typed.group_by("customer_id").aggregate([("ts", "min"), ("ts", "max")])
+    return spans.select(["customer_id", "ts_min", "ts_max"]).rename_columns(
+        ["customer_id", "first_ts", "last_ts"]
     )
 
 
@@ -529,20 +558,20 @@ def _merge_spans(spans: pa.Table | None, chunk: pa.Table) -> pa.Table:
         return chunk
     return (
         pa.concat_tables([spans, chunk])
-        .group_by("customer_ext")
+        .group_by("customer_id")
         .aggregate([("first_ts", "min"), ("last_ts", "max")])
-        .select(["customer_ext", "first_ts_min", "last_ts_max"])
-        .rename_columns(["customer_ext", "first_ts", "last_ts"])
+        .select(["customer_id", "first_ts_min", "last_ts_max"])
+        .rename_columns(["customer_id", "first_ts", "last_ts"])
     )
 
 
-def _update_customers_seen(combined: pa.Table, merchant: Merchant) -> None:
-    """Widen the customers' first and last seen times, once per import."""
+def _stage_spans(spans: pa.Table) -> Stage:
+    """The import's first and last event time per customer, staged for the merge."""
     seen = Stage("seen")
     seen.create()
-    seen.append(seen.serialize(combined))
-    seen.update_customers_seen(merchant.pk)
-    seen.drop()
+    seen.append(seen.serialize(spans))
+    seen.analyze()
+    return seen
 
 
 def _report_duplicates(

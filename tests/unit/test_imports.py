@@ -17,6 +17,7 @@ from campaigns.choices import ImportSource, ImportStatus
 from campaigns.imports import service, storage
 from campaigns.imports.reading import InputError
 from campaigns.models import CouponType, Customer, DataImport, Event, Merchant, TreatmentLog
+from campaigns.summary import data_summary_refresh, merchant_data_summary
 
 pytestmark = pytest.mark.django_db
 
@@ -108,6 +109,72 @@ def test_importing_the_same_files_again_adds_nothing(loaded, tmp_path):
         assert again.rows_inserted == 0
         assert again.rows_unchanged == again.rows_total
     assert (Customer.objects.count(), Event.objects.count(), TreatmentLog.objects.count()) == counts
+
+
+def _summary_figures(merchant) -> dict:
+    data = dict(merchant_data_summary(merchant=merchant).data)
+    data.pop("last_import_at")
+    return data
+
+
+def _fully_counted(merchant) -> dict:
+    data = dict(data_summary_refresh(merchant=merchant).data)
+    data.pop("last_import_at")
+    return data
+
+
+# New rows only, at times no stored event of their customers has: the merge's fast path. One
+# falls on the next day in Shanghai (16:30 UTC), one is a purchase of a new day and type.
+NEW_EVENTS = EVENTS_HEADER + (
+    "C1,2026-01-08T16:30:00Z,view,I2,tea,8,\n"
+    "C2,2026-01-09 11:00:00,purchase,I3,cups,20.25,3\n"
+    "C2,2026-01-09 12:00:00,review,I3,cups,,\n"
+)
+
+
+def test_new_events_are_added_to_the_stored_summary_as_a_full_count_would(
+    loaded, tmp_path, monkeypatch
+):
+    refreshes = []
+    monkeypatch.setattr(service, "data_summary_refresh", lambda **kw: refreshes.append(kw) or None)
+    result = run(loaded, "events", NEW_EVENTS, tmp_path)
+    assert (result.rows_inserted, result.rows_unchanged) == (3, 0)
+    assert refreshes == []  # the summary was added to, not recounted
+    added = _summary_figures(loaded)
+    assert added["events"] == 6
+    counted = _fully_counted(loaded)
+    assert added.pop("sums") == pytest.approx(counted.pop("sums"))
+    assert added == counted
+    assert counted["events_by_day"]["days"] == ["2026-01-05", "2026-01-06", "2026-01-09"]
+    assert counted["last_event_at"] == "2026-01-09T04:00:00+00:00"
+
+
+def test_events_among_stored_ones_are_checked_row_by_row(loaded, tmp_path, monkeypatch):
+    # C1 already has events at 10:00 and 10:05 (local): 10:02 lies between them, so the merge
+    # cannot take its fast path, and the file's first row is there already.
+    text = EVENTS_HEADER + (
+        "C1,2026-01-05 10:00:00,view,I1,tea,12.5,\nC1,2026-01-05 10:02:00,view,I9,tea,4,\n"
+    )
+    refreshes = []
+    original = service.data_summary_refresh
+    monkeypatch.setattr(
+        service, "data_summary_refresh", lambda **kw: refreshes.append(kw) or original(**kw)
+    )
+    result = run(loaded, "events", text, tmp_path)
+    assert (result.rows_inserted, result.rows_unchanged) == (1, 1)
+    assert len(refreshes) == 1  # some rows were there: the summary is counted again
+    assert Event.objects.filter(customer__external_id="C1").count() == 3
+    again = run(loaded, "events", text, tmp_path)
+    assert (again.rows_inserted, again.rows_unchanged) == (0, 2)
+    assert _summary_figures(loaded)["events"] == 4
+    # new rows between stored ones, none there yet: added one by one, summary added to
+    between = EVENTS_HEADER + "C1,2026-01-05 10:01:00,view,I9,tea,4,\n"
+    assert run(loaded, "events", between, tmp_path).rows_inserted == 1
+    assert len(refreshes) == 2
+    added = _summary_figures(loaded)
+    counted = _fully_counted(loaded)
+    assert added.pop("sums") == pytest.approx(counted.pop("sums"))
+    assert added == counted and added["events"] == 5
 
 
 def test_reimporting_customers_updates_changed_attributes(loaded, tmp_path):
@@ -317,8 +384,8 @@ def test_a_failure_during_the_merge_leaves_the_data_as_it_was(loaded, tmp_path, 
     before = list(Event.objects.values_list("pk", flat=True))
     original = storage.Stage._merge_events
 
-    def merge_then_lose_the_connection(self, merchant_id, source):
-        original(self, merchant_id, source)  # rows are inserted ...
+    def merge_then_lose_the_connection(self, merchant_id, **options):
+        original(self, merchant_id, **options)  # rows are inserted ...
         raise OperationalError("server closed the connection unexpectedly")  # ... then it breaks
 
     monkeypatch.setattr(storage.Stage, "_merge_events", merge_then_lose_the_connection)
