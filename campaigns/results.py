@@ -47,9 +47,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.db import transaction
-from django.db.models import Subquery
 from django.utils import timezone
 
 from modeling.economics import CouponTerms
@@ -60,6 +61,7 @@ from modeling.realized import (
     redeemed_order_economics,
 )
 from modeling.segments import LIFECYCLE_SEGMENTS
+from promo_portal.arrow_sql import epoch_microseconds, read_arrow
 
 from .choices import StrategyStatus
 from .models import Assignment, CouponType, Outcome, RealizedResult, Strategy
@@ -191,48 +193,27 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
     of orders they count."""
     now = now or timezone.now()
     campaign = strategy.campaign
-    rows = list(
-        Assignment.objects.filter(strategy=strategy)
-        .order_by("customer_id")
-        .values_list("id", "customer_id", "kind", "coupon_type_id", "assigned_at")
-        .iterator(chunk_size=50_000)
-    )
+    assignments = _read_assignments(strategy)
+    has_rows = assignments.num_rows > 0
     terms = _coupon_terms(strategy)
-    if rows:
-        ids, customers, kinds, coupons, assigned = zip(*rows, strict=True)
-    else:
-        ids, customers, kinds, coupons, assigned = (), (), (), (), ()
-    assignment_ids = np.asarray(ids, dtype=np.int64)
-    customer_ids = np.asarray(customers, dtype=np.int64)
-    kind = np.asarray([KIND_CODES[k] for k in kinds], dtype=np.int8)
-    arm = np.asarray([terms[c][0] if c in terms else 0 for c in coupons], dtype=np.int64)
+    assignment_ids = assignments.column("id").to_numpy()
+    customer_ids = assignments.column("customer_id").to_numpy()
+    kind = _codes(assignments.column("kind"), KIND_CODES).astype(np.int8)
+    arm = _codes(
+        assignments.column("coupon_type_id"), {c: index for c, (index, _t) in terms.items()}
+    )
     window_days = int(campaign.attribution_window_days)
     starts = int(_microseconds([campaign.starts_at])[0])
-    opens = np.maximum(_microseconds(assigned), starts) if rows else np.empty(0, np.int64)
+    opens = np.maximum(assignments.column("assigned_at").to_numpy(), starts)
     closes = opens + window_days * 86_400 * 1_000_000
 
-    order_rows: list[tuple] = []
-    if rows:
-        first_open, last_close = int(opens.min()), int(closes.max())
-        order_rows = list(
-            Outcome.objects.filter(
-                merchant_id=strategy.merchant_id,
-                customer_id__in=Subquery(
-                    Assignment.objects.filter(strategy=strategy).values("customer_id")
-                ),
-                ordered_at__gte=pd.Timestamp(first_open, unit="us", tz="UTC").to_pydatetime(),
-                ordered_at__lt=pd.Timestamp(last_close, unit="us", tz="UTC").to_pydatetime(),
-            )
-            .values_list("customer_id", "ordered_at", "revenue", "code", "assignment_id")
-            .iterator(chunk_size=50_000)
-        )
-    if order_rows:
-        o_customer, o_time, o_revenue, o_code, o_assignment = zip(*order_rows, strict=True)
-        row = np.searchsorted(customer_ids, np.asarray(o_customer, dtype=np.int64))
-        ts = _microseconds(o_time)
-        net = np.asarray([float(r) for r in o_revenue], dtype=np.float64)
-        coded = np.asarray([bool(c) for c in o_code], dtype=bool)
-        attributed = np.asarray([a if a is not None else -1 for a in o_assignment], np.int64)
+    orders = _read_orders(strategy, opens, closes) if has_rows else None
+    if orders is not None and orders.num_rows:
+        row = np.searchsorted(customer_ids, orders.column("customer_id").to_numpy())
+        ts = orders.column("ordered_at").to_numpy()
+        net = orders.column("revenue").to_numpy()
+        coded = pc.greater(pc.utf8_length(orders.column("code")), 0).to_numpy()
+        attributed = orders.column("assignment_id").fill_null(-1).to_numpy()
         inside = (opens[row] <= ts) & (ts < closes[row])
         row, ts, net, coded, attributed = (
             row[inside],
@@ -263,7 +244,7 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
         order_redeemed=redeemed.astype(np.float64),
         margin_rate=float(strategy.margin_rate),
     )
-    segments = _segment_labels(strategy, customer_ids) if rows else {}
+    segments = _segment_labels(strategy, customer_ids) if has_rows else {}
     breakdown = realized_breakdown(outcomes, arms=list(strategy.arms or []), segments=segments)
 
     treated_side = max(strategy.eligible_customers - strategy.holdout_customers, 0)
@@ -324,6 +305,61 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
         "segments": segment_rows,
     }
     return _clean(data), int(row.size)
+
+
+def _read_assignments(strategy: Strategy) -> pa.Table:
+    """The strategy's assignments, by customer: id, customer, kind, coupon type, assigned at."""
+    return read_arrow(
+        f"""SELECT id, customer_id, kind, coupon_type_id, {epoch_microseconds("assigned_at")}
+        FROM {Assignment._meta.db_table} WHERE strategy_id = %s ORDER BY customer_id""",
+        [strategy.pk],
+        {
+            "id": pa.int64(),
+            "customer_id": pa.int64(),
+            "kind": pa.string(),
+            "coupon_type_id": pa.int64(),
+            "assigned_at": pa.int64(),
+        },
+    )
+
+
+def _read_orders(strategy: Strategy, opens: np.ndarray, closes: np.ndarray) -> pa.Table:
+    """The orders of the strategy's customers placed between its first window's opening and
+    its last window's close (each order is checked against its own customer's window after)."""
+    ordered_at = epoch_microseconds("o.ordered_at")
+    return read_arrow(
+        f"""SELECT o.customer_id, {ordered_at}, o.revenue, o.code, o.assignment_id
+        FROM {Outcome._meta.db_table} o
+        WHERE o.merchant_id = %s AND o.ordered_at >= %s AND o.ordered_at < %s
+            AND o.customer_id IN (
+                SELECT a.customer_id FROM {Assignment._meta.db_table} a
+                WHERE a.strategy_id = %s)""",
+        [
+            strategy.merchant_id,
+            _datetime(int(opens.min())),
+            _datetime(int(closes.max())),
+            strategy.pk,
+        ],
+        {
+            "customer_id": pa.int64(),
+            "ordered_at": pa.int64(),
+            "revenue": pa.float64(),
+            "code": pa.string(),
+            "assignment_id": pa.int64(),
+        },
+    )
+
+
+def _codes(values: pa.ChunkedArray, codes: dict) -> np.ndarray:
+    """Each value's code (0 where it has none), mapped once per distinct value."""
+    distinct = pc.unique(values.drop_null()).to_pylist()
+    positions = pc.index_in(values, value_set=pa.array(distinct, values.type)).fill_null(-1)
+    table = np.asarray([codes.get(value, 0) for value in distinct] + [0], dtype=np.int64)
+    return table[positions.to_numpy()]
+
+
+def _datetime(microseconds: int):
+    return pd.Timestamp(microseconds, unit="us", tz="UTC").to_pydatetime()
 
 
 @transaction.atomic

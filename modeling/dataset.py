@@ -7,20 +7,19 @@ modules, which import nothing from Django.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from django.db import connection
-from django.db.models import Max, Subquery
+from django.db.models import Max
 
 from campaigns.choices import CONTROL_ARM, AssignmentKind, StrategyStatus, TreatmentSource
 from campaigns.models import CouponType, Customer, Merchant
 from modeling.sequences import EventArrays
+from promo_portal.arrow_sql import epoch_seconds, read_arrow
 
 _EVENT_TYPES = {
     "customer_id": pa.int64(),
@@ -86,8 +85,8 @@ def merchant_data_load(
         .iterator(chunk_size=50_000)
     )
     customer_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    events = _read(
-        f"""SELECT customer_id, {_epoch("timestamp")} AS ts, event_type, category, price
+    events = read_arrow(
+        f"""SELECT customer_id, {epoch_seconds("timestamp")} AS ts, event_type, category, price
         FROM campaigns_event WHERE merchant_id = %s AND customer_id BETWEEN %s AND %s
         ORDER BY merchant_id, customer_id, timestamp, fingerprint""",
         [merchant.pk, first, last],
@@ -131,9 +130,9 @@ def merchant_treatment_rows(
     ``source`` (``TreatmentSource``) and ``redeemed`` (int8: 1 / 0, -1 where the log does not
     say)."""
     first, last = customer_range or (0, 2**62)
-    logged = _read(
+    logged = read_arrow(
         f"""SELECT t.customer_id, COALESCE(ct.code, %s) AS arm,
-            {_epoch("t.assigned_at")} AS assigned_at, t.propensity, t.converted, t.revenue,
+            {epoch_seconds("t.assigned_at")} AS assigned_at, t.propensity, t.converted, t.revenue,
             t.source
         FROM campaigns_treatmentlog t
         LEFT JOIN campaigns_coupontype ct ON ct.id = t.coupon_type_id
@@ -170,7 +169,7 @@ def campaign_randomized_rows(
     ``(h + x / (k + 1)) / (h + x)`` and each of the k coupons ``x / (k + 1) / (h + x)``, with h
     and x the strategy's holdout and exploration counts. The rows the model chose for are left
     out: their arm followed the model's scores, not a logged random draw."""
-    from campaigns.models import Assignment, Outcome, RealizedResult, Strategy
+    from campaigns.models import RealizedResult, Strategy
 
     first, last = customer_range or (0, 2**62)
     strategies = list(
@@ -183,50 +182,30 @@ def campaign_randomized_rows(
     parts = []
     randomized = [AssignmentKind.HOLDOUT, AssignmentKind.EXPLORATION]
     for strategy in strategies:
-        rows = list(
-            Assignment.objects.filter(
-                strategy=strategy,
-                kind__in=randomized,
-                customer_id__gte=first,
-                customer_id__lte=last,
-            )
-            .order_by("customer_id")
-            .values_list("id", "customer_id", "kind", "coupon_type__code", "assigned_at")
-            .iterator(chunk_size=50_000)
-        )
-        if not rows:
+        logged = _randomized_assignments(strategy, randomized, first, last)
+        if not logged.num_rows:
             continue
-        ids, customers, kinds, codes, assigned = zip(*rows, strict=True)
-        ids = np.asarray(ids, dtype=np.int64)
-        customers = np.asarray(customers, dtype=np.int64)
-        assigned_s = _seconds(assigned)
+        ids = _np(logged, "id")
+        customers = _np(logged, "customer_id")
+        assigned_s = _np(logged, "assigned_at")
         opens = np.maximum(assigned_s, int(strategy.campaign.starts_at.timestamp()))
         closes = opens + int(strategy.campaign.attribution_window_days) * 86_400
-        orders = list(
-            Outcome.objects.filter(
-                merchant=merchant,
-                customer_id__in=Subquery(
-                    Assignment.objects.filter(strategy=strategy, kind__in=randomized).values(
-                        "customer_id"
-                    )
-                ),
-                ordered_at__gte=_utc(int(opens.min())),
-                ordered_at__lt=_utc(int(closes.max())),
-            ).values_list("customer_id", "ordered_at", "revenue", "code", "assignment_id")
+        orders = _orders_between(
+            strategy, randomized, _utc(int(opens.min())), _utc(int(closes.max()))
         )
         converted = np.zeros(ids.size, dtype=bool)
         revenue = np.zeros(ids.size)
         redeemed = np.zeros(ids.size, dtype=np.int8)
-        if orders:
-            o_customer, o_time, o_revenue, o_code, o_assignment = zip(*orders, strict=True)
-            row = np.searchsorted(customers, np.asarray(o_customer, dtype=np.int64))
+        if orders.num_rows:
+            o_customer = _np(orders, "customer_id")
+            row = np.searchsorted(customers, o_customer)
             row = np.minimum(row, customers.size - 1)
-            ts = _seconds(o_time)
-            inside = (customers[row] == np.asarray(o_customer)) & (opens[row] <= ts)
+            ts = _np(orders, "ordered_at")
+            inside = (customers[row] == o_customer) & (opens[row] <= ts)
             inside &= ts < closes[row]
-            net = np.asarray([float(r) for r in o_revenue], dtype=np.float64)
-            attributed = np.asarray([-1 if a is None else a for a in o_assignment], np.int64)
-            coded = np.asarray([bool(c) for c in o_code], dtype=bool)
+            net = _np(orders, "revenue")
+            attributed = _np(orders, "assignment_id", fill=-1)
+            coded = _np(orders, "code") != ""
             # Its own code, attributed to this very assignment (the import checked it).
             own = coded & (attributed == ids[row])
             converted[row[inside]] = True
@@ -236,8 +215,9 @@ def campaign_randomized_rows(
         k = max(len(strategy.arms or []) - 1, 1)
         randomized_count = max(n_holdout + n_explore, 1)
         per_arm = n_explore / (k + 1) / randomized_count
-        arm = np.array([c or CONTROL_ARM for c in codes], dtype=object)
-        kinds = np.asarray(kinds, dtype=object)
+        codes = _np(logged, "code")
+        arm = np.where(codes == "", CONTROL_ARM, codes).astype(object)
+        kinds = _np(logged, "kind").astype(object)
         propensity = np.where(arm == CONTROL_ARM, n_holdout / randomized_count + per_arm, per_arm)
         parts.append(
             {
@@ -258,6 +238,51 @@ def campaign_randomized_rows(
     if not parts:
         return _empty_rows()
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def _randomized_assignments(strategy, kinds: list[str], first: int, last: int) -> pa.Table:
+    """A strategy's held-out and explored assignments of customers first..last, by customer."""
+    from campaigns.models import Assignment
+
+    return read_arrow(
+        f"""SELECT a.id, a.customer_id, a.kind, COALESCE(ct.code, ''),
+            {epoch_seconds("a.assigned_at")}
+        FROM {Assignment._meta.db_table} a
+        LEFT JOIN {CouponType._meta.db_table} ct ON ct.id = a.coupon_type_id
+        WHERE a.strategy_id = %s AND a.kind IN (%s, %s) AND a.customer_id BETWEEN %s AND %s
+        ORDER BY a.customer_id""",
+        [strategy.pk, *kinds, first, last],
+        {
+            "id": pa.int64(),
+            "customer_id": pa.int64(),
+            "kind": pa.string(),
+            "code": pa.string(),
+            "assigned_at": pa.int64(),
+        },
+    )
+
+
+def _orders_between(strategy, kinds: list[str], start: datetime, end: datetime) -> pa.Table:
+    """Orders of the strategy's randomized customers placed from start until end."""
+    from campaigns.models import Assignment, Outcome
+
+    return read_arrow(
+        f"""SELECT o.customer_id, {epoch_seconds("o.ordered_at")}, o.revenue, o.code,
+            o.assignment_id
+        FROM {Outcome._meta.db_table} o
+        WHERE o.merchant_id = %s AND o.ordered_at >= %s AND o.ordered_at < %s
+            AND o.customer_id IN (
+                SELECT a.customer_id FROM {Assignment._meta.db_table} a
+                WHERE a.strategy_id = %s AND a.kind IN (%s, %s))""",
+        [strategy.merchant_id, start, end, strategy.pk, *kinds],
+        {
+            "customer_id": pa.int64(),
+            "ordered_at": pa.int64(),
+            "revenue": pa.float64(),
+            "code": pa.string(),
+            "assignment_id": pa.int64(),
+        },
+    )
 
 
 def _utc(seconds: int) -> datetime:
@@ -284,41 +309,6 @@ def _empty_rows() -> dict[str, np.ndarray]:
     }
 
 
-def _epoch(column: str) -> str:
-    """SQL for a timestamp column as whole seconds since the epoch (UTC)."""
-    if connection.vendor == "postgresql":
-        return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column})) AS bigint)"
-    return f"CAST(strftime('%%s', {column}) AS integer)"
-
-
-def _read(sql: str, params: list, types: dict[str, pa.DataType]) -> pa.Table:
-    names = list(types)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            buffer = io.BytesIO()
-            with cursor.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", params) as copy:
-                for block in copy:
-                    buffer.write(block)
-            if buffer.tell() == 0:
-                return pa.table({name: pa.array([], kind) for name, kind in types.items()})
-            buffer.seek(0)
-            return pacsv.read_csv(
-                buffer,
-                read_options=pacsv.ReadOptions(column_names=names),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=types, true_values=["t"], false_values=["f"]
-                ),
-            )
-        cursor.execute(sql, params)
-        columns = list(zip(*cursor.fetchall(), strict=True)) or [[] for _ in names]
-    return pa.table(
-        {
-            name: pa.array([bool(v) if kind == pa.bool_() else v for v in values], kind)
-            for (name, kind), values in zip(types.items(), columns, strict=True)
-        }
-    )
-
-
 def _np(table: pa.Table, name: str, fill=None) -> np.ndarray:
     column = table.column(name)
     if fill is not None:
@@ -337,7 +327,7 @@ def merchant_latest_event_time(*, merchant: Merchant) -> int | None:
         return int(latest["latest"].timestamp())
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT MAX({_epoch('timestamp')}) FROM campaigns_event WHERE merchant_id = %s",
+            f"SELECT MAX({epoch_seconds('timestamp')}) FROM campaigns_event WHERE merchant_id = %s",
             [merchant.pk],
         )
         value = cursor.fetchone()[0]

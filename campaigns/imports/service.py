@@ -341,12 +341,9 @@ def _prepared_chunks(
             typed = typed.append_column("customer_id", ids)
             if unknown.any():
                 typed = typed.filter(pa.array(~unknown))
-        staged = typed
-        if kind == ImportKind.EVENTS:  # in key order: cheaper for the events table's index
-            staged = typed.sort_by([("customer_id", "ascending"), ("ts", "ascending")])
         return _Prepared(
             rows_read=chunk.table.num_rows,
-            payload=stage.serialize(staged),
+            payload=stage.serialize(typed),
             keys=typed.column("fingerprint").to_numpy(),
             lines=typed.column("line").to_numpy(),
             share=min(chunk.bytes_read / max(source.size_bytes, 1), 1.0),
@@ -424,7 +421,7 @@ def _stage_and_merge(
         context.attribution = _attribution_index(data_import, records)
     touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
-    spans: pa.Table | None = None  # first and last event time per customer, so far
+    spans: list[pa.Table] = []  # first and last event time per customer, so far
     tally: pa.Table | None = None  # events per day and type, so far
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
@@ -434,7 +431,9 @@ def _stage_and_merge(
         keys.append(prepared.keys)
         lines.append(prepared.lines)
         if prepared.seen is not None:
-            spans = _merge_spans(spans, prepared.seen)
+            spans.append(prepared.seen)
+            if len(spans) >= _SPAN_FOLD:
+                spans = [_merge_spans(spans)]
         if prepared.tally is not None:
             tally = events_tally_combine(tally, prepared.tally)
         if prepared.strategies is not None:
@@ -454,7 +453,7 @@ def _stage_and_merge(
     label = (
         TreatmentSource.API if data_import.source == ImportSource.API else TreatmentSource.IMPORT
     )
-    seen = _stage_spans(spans) if spans is not None else None
+    seen = _stage_spans(_merge_spans(spans)) if spans else None
     counts.add(stage.merge(merchant.pk, source=label, seen=seen))
     if seen is not None:  # widen the customers' first and last seen times, once per import
         seen.update_customers_seen(merchant.pk)
@@ -552,12 +551,15 @@ def _seen_spans(typed: pa.Table) -> pa.Table:
     )
 
 
-def _merge_spans(spans: pa.Table | None, chunk: pa.Table) -> pa.Table:
-    """Fold a chunk's spans into the running ones: memory stays bounded by the customers."""
-    if spans is None:
-        return chunk
+# Chunks' spans are folded together every this many chunks: memory stays bounded by the
+# customers, and the fold (a group-by over every customer seen so far) is not redone per chunk.
+_SPAN_FOLD = 16
+
+
+def _merge_spans(spans: list[pa.Table]) -> pa.Table:
+    """Spans of several chunks as one table: each customer's first and last time."""
     return (
-        pa.concat_tables([spans, chunk])
+        pa.concat_tables(spans)
         .group_by("customer_id")
         .aggregate([("first_ts", "min"), ("last_ts", "max")])
         .select(["customer_id", "first_ts_min", "last_ts_max"])
