@@ -167,7 +167,9 @@ def main() -> None:
             import_run(data_import=customers)
             return merchant
 
-        product = []
+        # Each run goes into a fresh merchant and nothing is deleted: the product and both raw
+        # COPYs meet the same, growing table (a COPY after a DELETE pays for the dead rows).
+        product, raw, raw_sorted = [], [], []
         for run in range(repeats):
             merchant = fresh_merchant(f"product-{run}")
             connection.close()
@@ -179,22 +181,36 @@ def main() -> None:
             if out.returncode != 0:
                 sys.exit(out.stderr[-3000:])
             product.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            raw.append(_raw_copy(fresh_merchant(f"raw-{run}"), events_csv, sort=False))
+            raw_sorted.append(_raw_copy(fresh_merchant(f"sorted-{run}"), events_csv, sort=True))
         product_rate = float(np.median([n / p["seconds"] for p in product]))
         peak_mb = max(p["peak_mb"] for p in product)
-
-        copy_rate = _raw_copy(fresh_merchant("raw-copy"), events_csv, repeats=repeats)
+        copy_rate = float(np.median(raw))
+        sorted_rate = float(np.median(raw_sorted))
+        best_copy = max(copy_rate, sorted_rate)
         bulk_n = min(n, 100_000)
         bulk_rate = _bulk_create(fresh_merchant("bulk-create"), events_csv, bulk_n)
 
     runs = [round(n / p["seconds"]) for p in product]
     print(f"product import (read, check, stage, merge): median {product_rate:,.0f} events/s {runs}")
-    print(f"raw COPY of parsed rows into the events table: median {copy_rate:,.0f} events/s")
+    print(
+        f"raw COPY of parsed rows into the events table, file order: median {copy_rate:,.0f} "
+        f"events/s {[round(r) for r in raw]}"
+    )
+    print(
+        f"raw COPY of parsed rows, sorted in key order: median {sorted_rate:,.0f} events/s "
+        f"{[round(r) for r in raw_sorted]}"
+    )
     print(f"Django bulk_create ({bulk_n:,} rows, batches of 5,000): {bulk_rate:,.0f} events/s")
-    print(f"product / raw COPY: {product_rate / copy_rate:.2f}")
+    print(
+        f"product / raw COPY: {product_rate / copy_rate:.2f} (file order), "
+        f"{product_rate / sorted_rate:.2f} (sorted)"
+    )
     print(f"product / bulk_create: {product_rate / bulk_rate:.1f}x")
     print(f"peak memory of the importing process: {peak_mb:,.0f} MB at {n:,} rows")
     target("ingest_events_per_s", product_rate, "events/s", ">=", 300_000)
-    target("ingest_vs_raw_copy", product_rate / copy_rate, "x", ">=", 0.5)
+    # against the faster of the two raw COPYs
+    target("ingest_vs_raw_copy", product_rate / best_copy, "x", ">=", 0.5)
     if args.large:
         target("ingest_peak_memory_5m_mb", peak_mb, "MB", "<", 1024)
     else:
@@ -206,8 +222,8 @@ def _parsed(merchant, events_csv: Path) -> pa.Table:
     from campaigns.imports.reading import open_csv
     from campaigns.imports.schema import auto_mapping
     from campaigns.imports.service import import_context
+    from campaigns.imports.storage import CustomerIndex
     from campaigns.imports.validation import Problems, validate_chunk
-    from campaigns.models import Customer
 
     header = events_csv.open().readline().strip().split(",")
     source = open_csv(
@@ -216,8 +232,7 @@ def _parsed(merchant, events_csv: Path) -> pa.Table:
     context = import_context(merchant=merchant)
     tables = [validate_chunk("events", chunk.table, context, Problems()) for chunk in source.chunks]
     table = pa.concat_tables(tables)
-    ids = dict(Customer.objects.filter(merchant=merchant).values_list("external_id", "id"))
-    customer_ids = np.array([ids[c] for c in table.column("customer_ext").to_pylist()])
+    customer_ids = CustomerIndex(merchant.pk).resolve(table.column("customer_ext"))
     return pa.table(
         {
             "merchant_id": np.full(table.num_rows, merchant.pk),
@@ -233,26 +248,25 @@ def _parsed(merchant, events_csv: Path) -> pa.Table:
     )
 
 
-def _raw_copy(merchant, events_csv: Path, *, repeats: int) -> float:
+def _raw_copy(merchant, events_csv: Path, *, sort: bool) -> float:
+    """Events/s of one COPY of the parsed rows (file order, or sorted in the table's key order)
+    straight into the events table, in one transaction; parsing and sorting are not timed."""
     import io
 
     from django.db import connection, transaction
 
     parsed = _parsed(merchant, events_csv)
+    if sort:
+        parsed = parsed.sort_by([("customer_id", "ascending"), ("timestamp", "ascending")])
     buffer = io.BytesIO()
     pacsv.write_csv(parsed, buffer, pacsv.WriteOptions(include_header=False))
     payload = buffer.getvalue()
     columns = ", ".join(parsed.column_names)
-    rates = []
-    for _ in range(repeats):
-        sql = f"COPY campaigns_event ({columns}) FROM STDIN (FORMAT csv)"
-        with Timer() as timer, transaction.atomic(), connection.cursor() as cursor:  # noqa: SIM117
-            with cursor.cursor.copy(sql) as copy:  # needs the cursor opened above
-                copy.write(payload)
-        rates.append(parsed.num_rows / timer.seconds)
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM campaigns_event WHERE merchant_id = %s", [merchant.pk])
-    return float(np.median(rates))
+    sql = f"COPY campaigns_event ({columns}) FROM STDIN (FORMAT csv)"
+    with Timer() as timer, transaction.atomic(), connection.cursor() as cursor:  # noqa: SIM117
+        with cursor.cursor.copy(sql) as copy:  # needs the cursor opened above
+            copy.write(payload)
+    return parsed.num_rows / timer.seconds
 
 
 def _bulk_create(merchant, events_csv: Path, n: int) -> float:
