@@ -388,7 +388,10 @@ class _Candidates:
         floor = top * 1e-12
         if guess is None or not 0 < guess < top:
             arg, cost = self._choose(0.0, mu)
-            if cost.sum() <= budget:
+            # Within rounding of the budget counts as fitting: a sum over the candidates in
+            # their order can exceed the same spend summed per customer by an ulp. ``solve``
+            # then checks the optimum exactly, and _enforce_budget keeps any answer within.
+            if cost.sum() <= budget * (1.0 + 1e-12):
                 return 0.0, arg, cost
             guess, step = self._ratio_guess(budget), 1.25
         else:
