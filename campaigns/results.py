@@ -61,10 +61,10 @@ from modeling.realized import (
     redeemed_order_economics,
 )
 from modeling.segments import LIFECYCLE_SEGMENTS
-from promo_portal.arrow_sql import epoch_microseconds, read_arrow
 
 from .choices import StrategyStatus
-from .models import Assignment, CouponType, Outcome, RealizedResult, Strategy
+from .models import CouponType, RealizedResult, Strategy
+from .selectors import strategy_assignments, strategy_orders
 from .strategies import KIND_CODES
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
     of orders they count."""
     now = now or timezone.now()
     campaign = strategy.campaign
-    assignments = _read_assignments(strategy)
+    assignments = strategy_assignments(strategy=strategy)
     has_rows = assignments.num_rows > 0
     terms = _coupon_terms(strategy)
     assignment_ids = assignments.column("id").to_numpy()
@@ -207,7 +207,11 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
     opens = np.maximum(assignments.column("assigned_at").to_numpy(), starts)
     closes = opens + window_days * 86_400 * 1_000_000
 
-    orders = _read_orders(strategy, opens, closes) if has_rows else None
+    orders = None
+    if has_rows:  # each order is checked against its own customer's window below
+        orders = strategy_orders(
+            strategy=strategy, start=_datetime(int(opens.min())), end=_datetime(int(closes.max()))
+        )
     if orders is not None and orders.num_rows:
         row = np.searchsorted(customer_ids, orders.column("customer_id").to_numpy())
         ts = orders.column("ordered_at").to_numpy()
@@ -305,49 +309,6 @@ def strategy_results_compute(*, strategy: Strategy, now=None) -> tuple[dict[str,
         "segments": segment_rows,
     }
     return _clean(data), int(row.size)
-
-
-def _read_assignments(strategy: Strategy) -> pa.Table:
-    """The strategy's assignments, by customer: id, customer, kind, coupon type, assigned at."""
-    return read_arrow(
-        f"""SELECT id, customer_id, kind, coupon_type_id, {epoch_microseconds("assigned_at")}
-        FROM {Assignment._meta.db_table} WHERE strategy_id = %s ORDER BY customer_id""",
-        [strategy.pk],
-        {
-            "id": pa.int64(),
-            "customer_id": pa.int64(),
-            "kind": pa.string(),
-            "coupon_type_id": pa.int64(),
-            "assigned_at": pa.int64(),
-        },
-    )
-
-
-def _read_orders(strategy: Strategy, opens: np.ndarray, closes: np.ndarray) -> pa.Table:
-    """The orders of the strategy's customers placed between its first window's opening and
-    its last window's close (each order is checked against its own customer's window after)."""
-    ordered_at = epoch_microseconds("o.ordered_at")
-    return read_arrow(
-        f"""SELECT o.customer_id, {ordered_at}, o.revenue, o.code, o.assignment_id
-        FROM {Outcome._meta.db_table} o
-        WHERE o.merchant_id = %s AND o.ordered_at >= %s AND o.ordered_at < %s
-            AND o.customer_id IN (
-                SELECT a.customer_id FROM {Assignment._meta.db_table} a
-                WHERE a.strategy_id = %s)""",
-        [
-            strategy.merchant_id,
-            _datetime(int(opens.min())),
-            _datetime(int(closes.max())),
-            strategy.pk,
-        ],
-        {
-            "customer_id": pa.int64(),
-            "ordered_at": pa.int64(),
-            "revenue": pa.float64(),
-            "code": pa.string(),
-            "assignment_id": pa.int64(),
-        },
-    )
 
 
 def _codes(values: pa.ChunkedArray, codes: dict) -> np.ndarray:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 
+import pyarrow as pa
 from django.db.models import Avg, DecimalField, ExpressionWrapper, F, QuerySet, Value
 from django.db.models.functions import Coalesce
+
+from promo_portal.arrow_sql import epoch_microseconds, read_arrow
 
 from .choices import EventType
 from .models import (
     Assignment,
     AuditEvent,
     Campaign,
+    CouponType,
     Event,
     Membership,
     Merchant,
     MerchantDataSummary,
+    Outcome,
     RealizedResult,
     Strategy,
     TreatmentLog,
@@ -139,4 +146,69 @@ def merchant_latest_realized(*, merchant: Merchant) -> RealizedResult | None:
         .select_related("strategy__campaign")
         .order_by("-strategy__applied_at", "-strategy_id")
         .first()
+    )
+
+
+def strategy_assignments(
+    *,
+    strategy: Strategy,
+    kinds: Sequence[str] | None = None,
+    customer_range: tuple[int, int] | None = None,
+) -> pa.Table:
+    """A strategy's assignments (of these kinds; of customers first..last), by customer, as
+    Arrow columns: id, customer_id, kind, coupon_type_id (null: no coupon), code (the coupon
+    type's, "" for none), assigned_at (microseconds since the epoch)."""
+    where, params = ["a.strategy_id = %s"], [strategy.pk]
+    if kinds is not None:
+        where.append(f"a.kind IN ({', '.join(['%s'] * len(kinds))})")
+        params += list(kinds)
+    if customer_range is not None:
+        where.append("a.customer_id BETWEEN %s AND %s")
+        params += list(customer_range)
+    return read_arrow(
+        f"""SELECT a.id, a.customer_id, a.kind, a.coupon_type_id, COALESCE(ct.code, ''),
+            {epoch_microseconds("a.assigned_at")}
+        FROM {Assignment._meta.db_table} a
+        LEFT JOIN {CouponType._meta.db_table} ct ON ct.id = a.coupon_type_id
+        WHERE {" AND ".join(where)}
+        ORDER BY a.customer_id""",
+        params,
+        {
+            "id": pa.int64(),
+            "customer_id": pa.int64(),
+            "kind": pa.string(),
+            "coupon_type_id": pa.int64(),
+            "code": pa.string(),
+            "assigned_at": pa.int64(),
+        },
+    )
+
+
+def strategy_orders(
+    *, strategy: Strategy, start: datetime, end: datetime, kinds: Sequence[str] | None = None
+) -> pa.Table:
+    """Orders placed from ``start`` until ``end`` by the customers of the strategy's
+    assignments (of these kinds), as Arrow columns: customer_id, ordered_at (microseconds since
+    the epoch), revenue, code ("" for none), assignment_id (null: not attributed)."""
+    params: list = [strategy.merchant_id, start, end, strategy.pk]
+    of_kinds = ""
+    if kinds is not None:
+        of_kinds = f"AND a.kind IN ({', '.join(['%s'] * len(kinds))})"
+        params += list(kinds)
+    return read_arrow(
+        f"""SELECT o.customer_id, {epoch_microseconds("o.ordered_at")}, o.revenue, o.code,
+            o.assignment_id
+        FROM {Outcome._meta.db_table} o
+        WHERE o.merchant_id = %s AND o.ordered_at >= %s AND o.ordered_at < %s
+            AND o.customer_id IN (
+                SELECT a.customer_id FROM {Assignment._meta.db_table} a
+                WHERE a.strategy_id = %s {of_kinds})""",
+        params,
+        {
+            "customer_id": pa.int64(),
+            "ordered_at": pa.int64(),
+            "revenue": pa.float64(),
+            "code": pa.string(),
+            "assignment_id": pa.int64(),
+        },
     )

@@ -112,7 +112,7 @@ def data_summary_refresh(*, merchant: Merchant) -> MerchantDataSummary:
     return summary
 
 
-def data_summary_add_events(*, merchant: Merchant, tally: pa.Table) -> MerchantDataSummary:
+def data_summary_add_events(*, merchant: Merchant, tally: EventTally) -> MerchantDataSummary:
     """Add the tally of newly stored events (:func:`events_tally`) to the stored summary.
 
     Falls back to a full refresh when no summary of the current layout is stored.
@@ -123,30 +123,25 @@ def data_summary_add_events(*, merchant: Merchant, tally: pa.Table) -> MerchantD
             return data_summary_refresh(merchant=merchant)
         data = dict(summary.data)
         counts = _stored_day_type_counts(data)
+        groups = tally.groups
         for day, event_type, count in zip(
-            tally.column("day").to_pylist(),
-            tally.column("event_type").to_pylist(),
-            tally.column("count").to_pylist(),
+            groups.column("day").to_pylist(),
+            groups.column("event_type").to_pylist(),
+            groups.column("count").to_pylist(),
             strict=True,
         ):
             key = (day.isoformat(), event_type)
             counts[key] = counts.get(key, 0) + count
         sums = dict(data["sums"])
-        purchases = pc.equal(tally.column("event_type"), EventType.PURCHASE)
-        sums["purchase_value"] += pc.sum(tally.column("value").filter(purchases)).as_py() or 0.0
-        sums["purchases"] += pc.sum(tally.column("priced").filter(purchases)).as_py() or 0
-        first, last = tally.schema.metadata[b"first"], tally.schema.metadata[b"last"]
-        stored_first, stored_last = data.get("first_event_at"), data.get("last_event_at")
+        purchases = pc.equal(groups.column("event_type"), EventType.PURCHASE)
+        sums["purchase_value"] += pc.sum(groups.column("value").filter(purchases)).as_py() or 0.0
+        sums["purchases"] += pc.sum(groups.column("priced").filter(purchases)).as_py() or 0
+        first, last = tally.first, tally.last
+        if data.get("first_event_at"):
+            first = min(first, datetime.fromisoformat(data["first_event_at"]))
+            last = max(last, datetime.fromisoformat(data["last_event_at"]))
         data.update(
-            _event_layout(
-                counts,
-                first=min(_parse(stored_first), _parse(first.decode()))
-                if stored_first
-                else _parse(first.decode()),
-                last=max(_parse(stored_last), _parse(last.decode()))
-                if stored_last
-                else _parse(last.decode()),
-            ),
+            _event_layout(counts, first=first, last=last),
             customers=Customer.objects.filter(merchant=merchant).count(),
             average_order_value=_average_order_value(sums),
             sums=sums,
@@ -158,12 +153,30 @@ def data_summary_add_events(*, merchant: Merchant, tally: pa.Table) -> MerchantD
     return summary
 
 
+@dataclass(frozen=True)
+class EventTally:
+    """What some events add to the summary: ``groups`` holds per local day and type the number
+    of events (``count``), of priced ones (``priced``) and their value (``value``, price x
+    quantity); ``first`` and ``last`` are the events' earliest and latest times."""
+
+    groups: pa.Table
+    first: datetime
+    last: datetime
+
+    def combine(self, other: EventTally) -> EventTally:
+        """Both tallies as one (memory stays bounded by days x types)."""
+        groups = pa.concat_tables([self.groups, other.groups])
+        return EventTally(
+            _group_tally(groups, ("count", "sum")),
+            first=min(self.first, other.first),
+            last=max(self.last, other.last),
+        )
+
+
 def events_tally(
     ts: pa.Array, event_type: pa.Array, price: pa.Array, quantity: pa.Array, *, tz: str
-) -> pa.Table:
-    """What some events add to the summary: per local day and type, the number of events, of
-    priced ones and their value (price x quantity); the first and last time in the metadata.
-    Vectorized (pyarrow), for the import's reading thread."""
+) -> EventTally:
+    """The tally of some events (vectorized, for the import's reading thread)."""
     local = pc.local_timestamp(ts.cast(pa.timestamp("us", tz=tz)))
     priced = pc.fill_null(pc.greater(price, 0), False)
     value = pc.if_else(
@@ -177,46 +190,27 @@ def events_tally(
             "value": value,
         }
     )
-    grouped = table.group_by(["day", "event_type"]).aggregate(
-        [("event_type", "count"), ("priced", "sum"), ("value", "sum")]
-    )
     span = pc.min_max(ts)
-    return _tally(
-        grouped.column("day"),
-        grouped.column("event_type"),
-        grouped.column("event_type_count"),
-        grouped.column("priced_sum"),
-        grouped.column("value_sum"),
+    return EventTally(
+        _group_tally(table, ("event_type", "count")),
         first=span["min"].as_py(),
         last=span["max"].as_py(),
     )
 
 
-def events_tally_combine(one: pa.Table | None, other: pa.Table) -> pa.Table:
-    """Two tallies as one (memory stays bounded by days x types)."""
-    if one is None:
-        return other
-    grouped = pa.concat_tables([one.replace_schema_metadata(), other.replace_schema_metadata()])
-    grouped = grouped.group_by(["day", "event_type"]).aggregate(
-        [("count", "sum"), ("priced", "sum"), ("value", "sum")]
+def _group_tally(table: pa.Table, count: tuple[str, str]) -> pa.Table:
+    """Per (day, type): ``count`` (column and aggregation that counts), priced and value sums."""
+    grouped = table.group_by(["day", "event_type"]).aggregate(
+        [count, ("priced", "sum"), ("value", "sum")]
     )
-    firsts = [_parse(t.schema.metadata[b"first"].decode()) for t in (one, other)]
-    lasts = [_parse(t.schema.metadata[b"last"].decode()) for t in (one, other)]
-    return _tally(
-        grouped.column("day"),
-        grouped.column("event_type"),
-        grouped.column("count_sum"),
-        grouped.column("priced_sum"),
-        grouped.column("value_sum"),
-        first=min(firsts),
-        last=max(lasts),
-    )
-
-
-def _tally(day, event_type, count, priced, value, *, first: datetime, last: datetime) -> pa.Table:
     return pa.table(
-        {"day": day, "event_type": event_type, "count": count, "priced": priced, "value": value},
-        metadata={"first": first.isoformat(), "last": last.isoformat()},
+        {
+            "day": grouped.column("day"),
+            "event_type": grouped.column("event_type"),
+            "count": grouped.column("_".join(count)),
+            "priced": grouped.column("priced_sum"),
+            "value": grouped.column("value_sum"),
+        }
     )
 
 
@@ -349,10 +343,6 @@ def _last_import_at(merchant: Merchant) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(ZoneInfo("UTC")).isoformat() if value is not None else None
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 # --- selectors ----------------------------------------------------------------------------------

@@ -170,6 +170,7 @@ def campaign_randomized_rows(
     and x the strategy's holdout and exploration counts. The rows the model chose for are left
     out: their arm followed the model's scores, not a logged random draw."""
     from campaigns.models import RealizedResult, Strategy
+    from campaigns.selectors import strategy_assignments, strategy_orders
 
     first, last = customer_range or (0, 2**62)
     strategies = list(
@@ -182,16 +183,21 @@ def campaign_randomized_rows(
     parts = []
     randomized = [AssignmentKind.HOLDOUT, AssignmentKind.EXPLORATION]
     for strategy in strategies:
-        logged = _randomized_assignments(strategy, randomized, first, last)
+        logged = strategy_assignments(
+            strategy=strategy, kinds=randomized, customer_range=(first, last)
+        )
         if not logged.num_rows:
             continue
         ids = _np(logged, "id")
         customers = _np(logged, "customer_id")
-        assigned_s = _np(logged, "assigned_at")
+        assigned_s = _np(logged, "assigned_at") // 1_000_000
         opens = np.maximum(assigned_s, int(strategy.campaign.starts_at.timestamp()))
         closes = opens + int(strategy.campaign.attribution_window_days) * 86_400
-        orders = _orders_between(
-            strategy, randomized, _utc(int(opens.min())), _utc(int(closes.max()))
+        orders = strategy_orders(
+            strategy=strategy,
+            start=_utc(int(opens.min())),
+            end=_utc(int(closes.max())),
+            kinds=randomized,
         )
         converted = np.zeros(ids.size, dtype=bool)
         revenue = np.zeros(ids.size)
@@ -200,7 +206,7 @@ def campaign_randomized_rows(
             o_customer = _np(orders, "customer_id")
             row = np.searchsorted(customers, o_customer)
             row = np.minimum(row, customers.size - 1)
-            ts = _np(orders, "ordered_at")
+            ts = _np(orders, "ordered_at") // 1_000_000
             inside = (customers[row] == o_customer) & (opens[row] <= ts)
             inside &= ts < closes[row]
             net = _np(orders, "revenue")
@@ -240,60 +246,8 @@ def campaign_randomized_rows(
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def _randomized_assignments(strategy, kinds: list[str], first: int, last: int) -> pa.Table:
-    """A strategy's held-out and explored assignments of customers first..last, by customer."""
-    from campaigns.models import Assignment
-
-    return read_arrow(
-        f"""SELECT a.id, a.customer_id, a.kind, COALESCE(ct.code, ''),
-            {epoch_seconds("a.assigned_at")}
-        FROM {Assignment._meta.db_table} a
-        LEFT JOIN {CouponType._meta.db_table} ct ON ct.id = a.coupon_type_id
-        WHERE a.strategy_id = %s AND a.kind IN (%s, %s) AND a.customer_id BETWEEN %s AND %s
-        ORDER BY a.customer_id""",
-        [strategy.pk, *kinds, first, last],
-        {
-            "id": pa.int64(),
-            "customer_id": pa.int64(),
-            "kind": pa.string(),
-            "code": pa.string(),
-            "assigned_at": pa.int64(),
-        },
-    )
-
-
-def _orders_between(strategy, kinds: list[str], start: datetime, end: datetime) -> pa.Table:
-    """Orders of the strategy's randomized customers placed from start until end."""
-    from campaigns.models import Assignment, Outcome
-
-    return read_arrow(
-        f"""SELECT o.customer_id, {epoch_seconds("o.ordered_at")}, o.revenue, o.code,
-            o.assignment_id
-        FROM {Outcome._meta.db_table} o
-        WHERE o.merchant_id = %s AND o.ordered_at >= %s AND o.ordered_at < %s
-            AND o.customer_id IN (
-                SELECT a.customer_id FROM {Assignment._meta.db_table} a
-                WHERE a.strategy_id = %s AND a.kind IN (%s, %s))""",
-        [strategy.merchant_id, start, end, strategy.pk, *kinds],
-        {
-            "customer_id": pa.int64(),
-            "ordered_at": pa.int64(),
-            "revenue": pa.float64(),
-            "code": pa.string(),
-            "assignment_id": pa.int64(),
-        },
-    )
-
-
 def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def _seconds(values) -> np.ndarray:
-    """Aware datetimes -> whole seconds since the epoch (int64)."""
-    if not len(values):
-        return np.zeros(0, dtype=np.int64)
-    return pd.DatetimeIndex(pd.to_datetime(list(values), utc=True)).as_unit("s").asi8
 
 
 def _empty_rows() -> dict[str, np.ndarray]:

@@ -62,10 +62,10 @@ from campaigns.imports.validation import Context, Problems, check_columns, valid
 from campaigns.models import Assignment, CouponType, DataImport, Merchant, Strategy
 from campaigns.services import audit_record
 from campaigns.summary import (
+    EventTally,
     data_summary_add_events,
     data_summary_refresh,
     events_tally,
-    events_tally_combine,
 )
 from modeling.choices import JobKind, JobStatus
 from modeling.services import JobCancelled
@@ -306,7 +306,7 @@ class _Prepared:
     lines: np.ndarray
     share: float
     seen: pa.Table | None  # events: first and last time per customer in this chunk
-    tally: pa.Table | None  # events: what they add to the data summary
+    tally: EventTally | None  # events: what they add to the data summary
     strategies: np.ndarray | None  # outcomes: strategies with a window holding an order
 
 
@@ -422,7 +422,7 @@ def _stage_and_merge(
     touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
     spans: list[pa.Table] = []  # first and last event time per customer, so far
-    tally: pa.Table | None = None  # events per day and type, so far
+    tally: EventTally | None = None  # events per day and type, so far
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
     total = 0
@@ -435,7 +435,7 @@ def _stage_and_merge(
             if len(spans) >= _SPAN_FOLD:
                 spans = [_merge_spans(spans)]
         if prepared.tally is not None:
-            tally = events_tally_combine(tally, prepared.tally)
+            tally = prepared.tally if tally is None else tally.combine(prepared.tally)
         if prepared.strategies is not None:
             touched.append(prepared.strategies)
         stage.append(prepared.payload)
