@@ -18,7 +18,9 @@ import queue
 import shutil
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ from campaigns.imports.reading import (
     records_source,
 )
 from campaigns.imports.schema import auto_mapping
-from campaigns.imports.storage import CustomerIndex, MergeCounts, Stage
+from campaigns.imports.storage import CustomerIndex, EventStage, MergeCounts, Stage
 from campaigns.imports.validation import Context, Problems, check_columns, validate_chunk
 from campaigns.models import Assignment, CouponType, DataImport, Merchant, Strategy
 from campaigns.services import audit_record
@@ -298,9 +300,10 @@ UNKNOWN_CUSTOMER = gettext_lazy(
 
 @dataclass
 class _Prepared:
-    """One chunk, checked, resolved and serialized for staging (by the reading thread)."""
+    """One chunk, checked, resolved and serialized for staging (by a worker thread)."""
 
     rows_read: int
+    problems: Problems  # this chunk's
     payload: Any
     keys: np.ndarray
     lines: np.ndarray
@@ -310,39 +313,49 @@ class _Prepared:
     strategies: np.ndarray | None  # outcomes: strategies with a window holding an order
 
 
+# Chunks checked at once, each in a thread of its own: pyarrow, numpy and pandas release the GIL,
+# so two worker threads keep both cores of a small server busy while the database waits.
+CHECK_THREADS = 2
+
+
 def _prepared_chunks(
     kind: str,
     source: Source,
     context: Context,
     stage: Stage,
-    problems: Problems,
     customers: CustomerIndex | None,
+    keep: int,
 ) -> Iterator[_Prepared]:
-    """Read, check, resolve and serialize chunks in a thread of their own, one chunk ahead.
+    """Read, check, resolve and serialize chunks in other threads, a few chunks ahead, in order.
 
-    Parsing and checking (pyarrow and pandas release the GIL) then overlap with the database
-    copying the previous chunk into the staging table. ``problems`` belongs to that thread
-    until the iteration ends.
+    Parsing and checking then overlap with each other and with the database copying earlier
+    chunks into the staging table. Memory stays bounded: at most ``CHECK_THREADS`` chunks are
+    being checked and two wait for the caller. Each chunk's problems (at most ``keep``) come
+    with it.
     """
     handoff: queue.Queue = queue.Queue(maxsize=2)
     done = object()
-    # The reasons of the problems found there are written in this thread's language: a new
+    stopping = threading.Event()
+    # The reasons of the problems found there are written in the caller's language: a new
     # thread starts with none active.
     language = translation.get_language()
 
     def prepare(chunk) -> _Prepared:
-        typed = validate_chunk(kind, chunk.table, context, problems)
-        if customers is not None:
-            ids = customers.resolve(typed.column("customer_ext"))
-            unknown = pc.is_null(ids).to_numpy(zero_copy_only=False)
-            lines = typed.column("line").to_numpy()
-            ext = typed.column("customer_ext").to_numpy(zero_copy_only=False)
-            problems.add(unknown, lines, "customer_id", ext, str(UNKNOWN_CUSTOMER))
-            typed = typed.append_column("customer_id", ids)
-            if unknown.any():
-                typed = typed.filter(pa.array(~unknown))
+        problems = Problems(keep=keep)
+        with translation.override(language):
+            typed = validate_chunk(kind, chunk.table, context, problems)
+            if customers is not None:
+                ids = customers.resolve(typed.column("customer_ext"))
+                unknown = pc.is_null(ids).to_numpy(zero_copy_only=False)
+                lines = typed.column("line").to_numpy()
+                ext = typed.column("customer_ext").to_numpy(zero_copy_only=False)
+                problems.add(unknown, lines, "customer_id", ext, str(UNKNOWN_CUSTOMER))
+                typed = typed.append_column("customer_id", ids)
+                if unknown.any():
+                    typed = typed.filter(pa.array(~unknown))
         return _Prepared(
             rows_read=chunk.table.num_rows,
+            problems=problems,
             payload=stage.serialize(typed),
             keys=typed.column("fingerprint").to_numpy(),
             lines=typed.column("line").to_numpy(),
@@ -372,9 +385,16 @@ def _prepared_chunks(
 
     def produce() -> None:
         try:
-            with translation.override(language):
+            with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="import-check") as pool:
+                pending: deque[Future] = deque()
                 for chunk in source.chunks:
-                    handoff.put(prepare(chunk))
+                    if stopping.is_set():
+                        return
+                    pending.append(pool.submit(prepare, chunk))
+                    if len(pending) >= CHECK_THREADS:
+                        handoff.put(pending.popleft().result())
+                while pending and not stopping.is_set():
+                    handoff.put(pending.popleft().result())
             handoff.put(done)
         except BaseException as error:  # handed to the caller, raised there
             handoff.put(error)
@@ -387,6 +407,7 @@ def _prepared_chunks(
                 raise item
             yield item
     finally:
+        stopping.set()
         while reader.is_alive():  # let a stopped reader finish its current put
             with contextlib.suppress(queue.Empty):
                 handoff.get(timeout=0.1)
@@ -404,8 +425,6 @@ def _stage_and_merge(
     kind = data_import.kind
     merchant = data_import.merchant
     context = import_context(merchant=merchant)
-    stage = Stage(kind)
-    stage.create()
     check_columns(kind, [column_label(h, source.targets[h]) for h in source.header], problems)
     if problems.count:  # the header is wrong: the rows cannot be read meaningfully
         raise ImportRejected
@@ -419,6 +438,34 @@ def _stage_and_merge(
     if kind == ImportKind.OUTCOMES:
         progress(1, _("Finding the campaigns the orders may count for"))
         context.attribution = _attribution_index(data_import, records)
+    if kind == ImportKind.EVENTS:  # spooled, then written sorted: see EventStage
+        stage: Stage = EventStage(
+            customer_ids=customers.ids, expected_rows=source.size_bytes // _MIN_EVENT_BYTES
+        )
+    else:
+        stage = Stage(kind)
+    stage.create()
+    with contextlib.closing(stage):  # whatever happens, nothing spooled is left behind
+        return _load(data_import, source, problems, progress, context, stage, customers, counts)
+
+
+# The fewest bytes an event row takes in a file (for sizing the events spool's buckets).
+_MIN_EVENT_BYTES = 40
+
+
+def _load(
+    data_import: DataImport,
+    source: Source,
+    problems: Problems,
+    progress: Progress,
+    context: Context,
+    stage: Stage,
+    customers: CustomerIndex | None,
+    counts: MergeCounts,
+):
+    """Read, check and stage every row; then merge them, in one statement per table."""
+    kind = data_import.kind
+    merchant = data_import.merchant
     touched: list[np.ndarray] = []
     row_problems = Problems(keep=problems.keep)
     spans: list[pa.Table] = []  # first and last event time per customer, so far
@@ -426,8 +473,9 @@ def _stage_and_merge(
     keys: list[np.ndarray] = []
     lines: list[np.ndarray] = []
     total = 0
-    for prepared in _prepared_chunks(kind, source, context, stage, row_problems, customers):
+    for prepared in _prepared_chunks(kind, source, context, stage, customers, problems.keep):
         total += prepared.rows_read
+        row_problems.extend(prepared.problems)
         keys.append(prepared.keys)
         lines.append(prepared.lines)
         if prepared.seen is not None:

@@ -7,19 +7,29 @@ PostgreSQL the staging table is filled with COPY (pyarrow writes the CSV stream 
 timestamps travel as integer microseconds, fifty times cheaper to write than text); on SQLite
 (the embedded demo) with executemany. Rows already present (same fingerprint, or same customer
 id) are not added again. Customer ids are resolved in memory (CustomerIndex) before staging.
+
+Events, the one large kind, wait in a spool on disk instead (EventStage): a fresh load goes
+from there straight into the events table, sorted, in one binary COPY.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
+import tempfile
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from django.db import connection
 from django.utils import timezone
+from pgpq import ArrowToPostgresBinaryEncoder
 
 _STAGE_COLUMNS = {
     "customers": [
@@ -169,6 +179,9 @@ class Stage:
     def drop(self) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+
+    def close(self) -> None:
+        """Let go of what the stage holds outside the database (nothing, but for events)."""
 
     # --- checks on the staged rows ------------------------------------------------------------
 
@@ -339,6 +352,172 @@ class Stage:
 
     def _now(self):
         return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
+class EventStage(Stage):
+    """The stage of an events import: the checked rows wait on the client, spooled to disk in
+    buckets by customer id range (memory stays flat), instead of in a staging table.
+
+    A fresh load (no stored event of these customers within the import's span: ``is_fresh``)
+    then goes straight into the events table, bucket by bucket, sorted in key order: on
+    PostgreSQL in one binary COPY (encoded by pgpq), as fast as a raw COPY of the same rows and
+    about twice as fast as a staged ``INSERT ... SELECT`` (bench/ingest.py). Any other load is
+    staged from the spool and merged, leaving out the rows already stored.
+    """
+
+    BUCKET_ROWS = 250_000  # rows per bucket, roughly: one bucket is sorted in memory at a time
+
+    def __init__(self, *, customer_ids: pa.Array, expected_rows: int) -> None:
+        super().__init__("events")
+        buckets = int(np.clip(-(-expected_rows // self.BUCKET_ROWS), 1, 256))
+        self.spool = _Spool(_range_bounds(customer_ids, buckets))
+
+    def serialize(self, table: pa.Table):
+        return self.spool.split(table.select([name for name, _ in self.columns]))
+
+    def append(self, payload) -> None:
+        self.rows += self.spool.write(payload)
+
+    def _merge_events(self, merchant_id: int, *, fresh: bool) -> MergeCounts:
+        if not fresh:
+            staged = 0
+            for bucket in self.spool.buckets():
+                super().append(super().serialize(bucket))
+                staged += bucket.num_rows
+            self.rows = staged
+            return super()._merge_events(merchant_id, fresh=False)
+        self._lock(merchant_id)
+        # Each bucket is sorted (and encoded) in another thread while the previous one goes in.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-sort") as pool:
+            rows = _prefetched(pool, (_event_rows(b, merchant_id) for b in self.spool.buckets()))
+            if self.postgres:
+                _copy_binary("campaigns_event", rows)
+            else:
+                names = ", ".join(_EVENT_COLUMNS)
+                marks = ", ".join(["%s"] * len(_EVENT_COLUMNS))
+                with connection.cursor() as cursor:
+                    for table in rows:
+                        cursor.executemany(
+                            f"INSERT INTO campaigns_event ({names}) VALUES ({marks})",
+                            _sqlite_rows(table),
+                        )
+        return MergeCounts(inserted=self.rows)
+
+    def close(self) -> None:
+        """Remove the spooled rows (after the merge, or when the import stops)."""
+        self.spool.close()
+
+
+def _prefetched(pool: ThreadPoolExecutor, items: Iterator) -> Iterator:
+    """The items of a lazy iterator, each made in ``pool`` while the caller uses the one before."""
+    ahead = pool.submit(next, items, None)
+    while (item := ahead.result()) is not None:
+        ahead = pool.submit(next, items, None)
+        yield item
+
+
+def _copy_binary(table_name: str, tables: Iterator[pa.Table]) -> None:
+    """COPY Arrow tables (of one schema) into a table, in PostgreSQL's binary format."""
+    first = next(tables, None)
+    if first is None:
+        return
+    encoder = ArrowToPostgresBinaryEncoder(first.schema)
+    sql = f"COPY {table_name} ({', '.join(first.column_names)}) FROM STDIN (FORMAT binary)"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        copy.write(encoder.write_header())
+        for table in itertools.chain([first], tables):
+            for batch in table.to_batches():
+                copy.write(encoder.write_batch(batch))
+        copy.write(encoder.finish())
+
+
+# In the events table's key order, then the values; all but the merchant as staged.
+_EVENT_COLUMNS = [
+    "merchant_id",
+    "customer_id",
+    "timestamp",
+    "fingerprint",
+    "event_type",
+    "item_id",
+    "category",
+    "price",
+    "quantity",
+]
+_PRICE = pa.decimal128(14, 2)  # as Event.price
+
+
+def _event_rows(bucket: pa.Table, merchant_id: int) -> pa.Table:
+    """A bucket's rows as the events table takes them, sorted in its key order."""
+    bucket = bucket.sort_by([("customer_id", "ascending"), ("ts", "ascending")])
+    columns = {
+        "merchant_id": pa.array(np.full(bucket.num_rows, merchant_id, np.int64)),
+        "customer_id": bucket.column("customer_id"),
+        "timestamp": bucket.column("ts"),  # binary timestamptz: UTC microseconds, as stored
+        **{name: bucket.column(name) for name in _EVENT_COLUMNS[3:]},
+    }
+    columns["price"] = pc.cast(columns["price"], _PRICE)  # exact: prices have two decimals
+    return pa.table(columns)
+
+
+def _range_bounds(customer_ids: pa.Array, buckets: int) -> np.ndarray:
+    """Customer ids splitting the merchant's customers into ``buckets`` ranges of equal size:
+    bucket k holds the ids from bound k-1 (inclusive) up to bound k."""
+    ids = np.sort(np.asarray(customer_ids, dtype=np.int64))
+    buckets = min(buckets, len(ids))  # at most one per customer
+    if buckets <= 1:
+        return np.empty(0, np.int64)
+    return np.unique(ids[np.arange(1, buckets) * len(ids) // buckets])
+
+
+class _Spool:
+    """Rows in buckets by customer id range, each an Arrow IPC stream in a temporary folder."""
+
+    def __init__(self, bounds: np.ndarray) -> None:
+        self.bounds = bounds
+        self.folder = tempfile.TemporaryDirectory(prefix="promo-import-")
+        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+
+    def split(self, table: pa.Table) -> list[tuple[int, pa.Table]]:
+        """One chunk's rows by bucket (CPU work for the reading thread)."""
+        customer = table.column("customer_id").to_numpy()
+        bucket = np.searchsorted(self.bounds, customer, side="right")
+        order = np.argsort(bucket, kind="stable")
+        ends = np.cumsum(np.bincount(bucket, minlength=len(self.bounds) + 1))
+        grouped = table.take(pa.array(order))
+        return [
+            (index, grouped.slice(start, end - start))
+            for index, (start, end) in enumerate(zip(np.r_[0, ends[:-1]], ends, strict=True))
+            if end > start
+        ]
+
+    def write(self, parts: list[tuple[int, pa.Table]]) -> int:
+        for index, part in parts:
+            if index not in self.writers:
+                sink = pa.OSFile(str(self._path(index)), "wb")
+                self.writers[index] = pa.ipc.new_stream(sink, part.schema)
+            self.writers[index].write_table(part)
+        return sum(part.num_rows for _, part in parts)
+
+    def buckets(self) -> Iterator[pa.Table]:
+        """Each bucket's rows, in customer id order of the buckets; each file goes once read."""
+        for writer in self.writers.values():
+            writer.close()
+        for index in sorted(self.writers):
+            path = self._path(index)
+            with pa.OSFile(str(path), "rb") as source:
+                table = pa.ipc.open_stream(source).read_all()
+            path.unlink()
+            yield table
+        self.writers = {}
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+        self.folder.cleanup()
+
+    def _path(self, index: int) -> Path:
+        return Path(self.folder.name) / f"bucket-{index:04d}.arrows"
 
 
 def _sqlite_rows(table: pa.Table):

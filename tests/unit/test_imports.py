@@ -3,7 +3,9 @@ nothing. Runs on SQLite locally and on PostgreSQL (COPY path) in CI."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,72 @@ def test_events_among_stored_ones_are_checked_row_by_row(loaded, tmp_path, monke
     assert added == counted and added["events"] == 5
 
 
+def stored_events(merchant) -> list[tuple]:
+    return list(
+        Event.objects.filter(merchant=merchant)
+        .order_by("customer__external_id", "timestamp")
+        .values_list("customer__external_id", "timestamp", "event_type", "price", "quantity")
+    )
+
+
+def test_events_spread_over_several_buckets_all_go_in_once(shop, tmp_path, monkeypatch):
+    """The spool's buckets (by customer id range) come back in order, every row exactly once,
+    by the fresh path and by the row-by-row one."""
+    customers = "customer_id\n" + "".join(f"K{i}\n" for i in range(12))
+    assert run(shop, "customers", customers, tmp_path).status == ImportStatus.SUCCEEDED
+    rows = [f"K{i % 12},2026-02-{1 + i // 12:02d} 10:00:00,cart,I{i},tea,{i}.25,{i}\n"
+            for i in range(60)]  # fmt: skip
+    monkeypatch.setattr(storage.EventStage, "BUCKET_ROWS", 1)  # as many buckets as customers
+    split = []
+    original = storage._Spool.split
+    monkeypatch.setattr(
+        storage._Spool,
+        "split",
+        lambda self, table: split.append(self.bounds) or original(self, table),
+    )
+    first = run(shop, "events", EVENTS_HEADER + "".join(rows[:40]), tmp_path)
+    assert (first.rows_inserted, first.rows_unchanged) == (40, 0)
+    assert len(split[0]) == 11  # 12 buckets
+    # rows 30-59: some stored already, and between stored ones: the row-by-row path
+    second = run(shop, "events", EVENTS_HEADER + "".join(rows[30:]), tmp_path)
+    assert (second.rows_inserted, second.rows_unchanged) == (20, 10)
+    stored = stored_events(shop)
+    assert len(stored) == len(set(stored)) == 60
+    assert sorted((e[0], e[4]) for e in stored) == sorted((f"K{i % 12}", i) for i in range(60))
+    assert {e[4]: e[3] for e in stored}[7] == Decimal("7.25")
+
+
+def test_the_spool_is_removed_whatever_happens(loaded, tmp_path, monkeypatch):
+    spool_root = tmp_path / "spool"
+    spool_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
+    during = []
+    original = storage.EventStage._merge_events
+
+    def look_then_merge(self, merchant_id, **options):
+        during.append(sorted(p.name for p in spool_root.rglob("*.arrows")))
+        return original(self, merchant_id, **options)
+
+    monkeypatch.setattr(storage.EventStage, "_merge_events", look_then_merge)
+    text = EVENTS_HEADER + "C2,2026-04-01 10:00:00,view,I5,tea,3,\n"
+    assert run(loaded, "events", text, tmp_path).status == ImportStatus.SUCCEEDED
+    assert during == [["bucket-0000.arrows"]]
+    assert list(spool_root.iterdir()) == []
+
+    def fail(self, merchant_id, **options):
+        look_then_merge(self, merchant_id, **options)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(storage.EventStage, "_merge_events", fail)
+    with pytest.raises(OperationalError):
+        run(loaded, "events", EVENTS_HEADER + "C2,2026-04-02 10:00:00,view,I5,tea,3,\n", tmp_path)
+    assert during[-1] == ["bucket-0000.arrows"]
+    assert list(spool_root.iterdir()) == []
+    rejected = run(loaded, "events", EVENTS_HEADER + "C2,yesterday,view,,,,\n", tmp_path)
+    assert rejected.status == ImportStatus.REJECTED
+    assert list(spool_root.iterdir()) == []
+
+
 def test_reimporting_customers_updates_changed_attributes(loaded, tmp_path):
     result = run(
         loaded, "customers", "customer_id,city\nC1,Hangzhou\nC2,Beijing\nC3,Suzhou\n", tmp_path
@@ -250,6 +318,11 @@ BAD_EVENTS = [
         (2, "price", "must not be negative"),
     ),
     ("text price", "C1,2026-01-05 10:00:00,view,I1,tea,cheap,\n", (2, "price", "not a number")),
+    (
+        "price beyond the column",
+        "C1,2026-01-05 10:00:00,view,I1,tea,1000000000000,\n",
+        (2, "price", "too large"),
+    ),
     (
         "negative quantity",
         "C1,2026-01-05 10:00:00,cart,I1,tea,3,-1\n",
@@ -382,13 +455,13 @@ def test_a_file_over_the_upload_limit_is_refused(shop, settings):
 
 def test_a_failure_during_the_merge_leaves_the_data_as_it_was(loaded, tmp_path, monkeypatch):
     before = list(Event.objects.values_list("pk", flat=True))
-    original = storage.Stage._merge_events
+    original = storage.EventStage._merge_events
 
     def merge_then_lose_the_connection(self, merchant_id, **options):
         original(self, merchant_id, **options)  # rows are inserted ...
         raise OperationalError("server closed the connection unexpectedly")  # ... then it breaks
 
-    monkeypatch.setattr(storage.Stage, "_merge_events", merge_then_lose_the_connection)
+    monkeypatch.setattr(storage.EventStage, "_merge_events", merge_then_lose_the_connection)
     text = EVENTS_HEADER + "C1,2026-04-01 10:00:00,view,I5,tea,3,\n"
     with pytest.raises(OperationalError):
         run(loaded, "events", text, tmp_path)
