@@ -183,27 +183,20 @@ class Stage:
     def close(self) -> None:
         """Let go of what the stage holds outside the database (nothing, but for events)."""
 
-    # --- checks on the staged rows ------------------------------------------------------------
-
     # --- merging --------------------------------------------------------------------------
 
     def merge(
         self, merchant_id: int, *, source: str = "import", seen: Stage | None = None
     ) -> MergeCounts:
-        """Add the staged rows to the real table. For events, ``seen`` (a "seen" stage of the
-        same rows: each customer's first and last time) lets a load that cannot meet a stored
-        event skip looking for one."""
-        if self.kind == "events":
-            counts = self._merge_events(
-                merchant_id, fresh=seen is not None and seen.is_fresh(merchant_id)
-            )
-        else:
-            self.analyze()
-            merge = {
-                "customers": self._merge_customers,
-                "outcomes": self._merge_outcomes,
-            }.get(self.kind, self._merge_treatments)
-            counts = merge(merchant_id, source)
+        """Add the staged rows to the real table (``seen``: for events, see EventStage)."""
+        self.analyze()
+        merge = {
+            "customers": self._merge_customers,
+            "outcomes": self._merge_outcomes,
+        }.get(self.kind, self._merge_treatments)
+        return self._analyzed(merge(merchant_id, source))
+
+    def _analyzed(self, counts: MergeCounts) -> MergeCounts:
         if self.postgres and counts.inserted >= ANALYZE_AFTER_ROWS:
             # A large import changes the table's statistics at once: the pages' and jobs'
             # next plans (one merchant's rows among many) should not wait for autovacuum.
@@ -242,37 +235,6 @@ class Stage:
                 [merchant_id],
             )
             return cursor.fetchone()[0]
-
-    def _merge_events(self, merchant_id: int, *, fresh: bool) -> MergeCounts:
-        self._lock(merchant_id)
-        with connection.cursor() as cursor:
-            if self.postgres:  # room to sort the rows into key order in memory
-                cursor.execute("SET LOCAL work_mem = '256MB'")
-            # Rows go in sorted in key order: much cheaper for the index than file order.
-            # Unless the load is fresh (no stored event can equal a staged one: checked per
-            # customer), rows already stored are left out with an anti-join: as idempotent as
-            # ON CONFLICT (the lock above keeps two imports of one merchant apart) and measured
-            # 1.5x faster in bench/ingest.py; skipping it saves about a fifth of the merge.
-            new_only, params = "", [merchant_id]
-            if not fresh:
-                self.analyze()
-                new_only = f"""WHERE NOT EXISTS (
-                    SELECT 1 FROM campaigns_event e
-                    WHERE e.merchant_id = %s AND e.customer_id = s.customer_id
-                        AND e.timestamp = {self._timestamp("s.ts")}
-                        AND e.fingerprint = s.fingerprint)"""
-                params.append(merchant_id)
-            cursor.execute(
-                f"""INSERT INTO campaigns_event (merchant_id, customer_id, timestamp, fingerprint,
-                    event_type, item_id, category, price, quantity)
-                SELECT %s, s.customer_id, {self._timestamp("s.ts")}, s.fingerprint,
-                    s.event_type, s.item_id, s.category, s.price, s.quantity
-                FROM {self.name} s {new_only}
-                ORDER BY s.customer_id, s.ts""",
-                params,
-            )
-            inserted = cursor.rowcount
-        return MergeCounts(inserted=inserted, unchanged=self.rows - inserted)
 
     def is_fresh(self, merchant_id: int) -> bool:
         """For a "seen" stage: no stored event of these customers lies within their spans.
@@ -378,15 +340,20 @@ class EventStage(Stage):
     def append(self, payload) -> None:
         self.rows += self.spool.write(payload)
 
+    def merge(
+        self, merchant_id: int, *, source: str = "import", seen: Stage | None = None
+    ) -> MergeCounts:
+        """Add the spooled rows to the events table. ``seen`` (a "seen" stage of the same rows:
+        each customer's first and last time) tells whether the load is fresh."""
+        # Locked before looking: another import into this merchant waits until this one
+        # commits, then finds its rows (and cannot take the fresh path on their account).
+        self._lock(merchant_id)
+        fresh = seen is not None and seen.is_fresh(merchant_id)
+        return self._analyzed(self._merge_events(merchant_id, fresh=fresh))
+
     def _merge_events(self, merchant_id: int, *, fresh: bool) -> MergeCounts:
         if not fresh:
-            staged = 0
-            for bucket in self.spool.buckets():
-                super().append(super().serialize(bucket))
-                staged += bucket.num_rows
-            self.rows = staged
-            return super()._merge_events(merchant_id, fresh=False)
-        self._lock(merchant_id)
+            return self._merge_staged(merchant_id)
         # Each bucket is sorted (and encoded) in another thread while the previous one goes in.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-sort") as pool:
             rows = _prefetched(pool, (_event_rows(b, merchant_id) for b in self.spool.buckets()))
@@ -402,6 +369,35 @@ class EventStage(Stage):
                             _sqlite_rows(table),
                         )
         return MergeCounts(inserted=self.rows)
+
+    def _merge_staged(self, merchant_id: int) -> MergeCounts:
+        """Stage the spooled rows, then add those not stored yet (sorted in key order)."""
+        self.rows = 0  # counted again as they are staged
+        for bucket in self.spool.buckets():
+            super().append(super().serialize(bucket))
+        self.analyze()
+        with connection.cursor() as cursor:
+            if self.postgres:  # room to sort the rows into key order in memory
+                cursor.execute("SET LOCAL work_mem = '256MB'")
+            # Rows go in sorted in key order: much cheaper for the index than file order. Rows
+            # already stored are left out with an anti-join: as idempotent as ON CONFLICT (the
+            # lock taken in ``merge`` keeps two imports of one merchant apart) and measured 1.5x
+            # faster in bench/ingest.py.
+            cursor.execute(
+                f"""INSERT INTO campaigns_event (merchant_id, customer_id, timestamp, fingerprint,
+                    event_type, item_id, category, price, quantity)
+                SELECT %s, s.customer_id, {self._timestamp("s.ts")}, s.fingerprint,
+                    s.event_type, s.item_id, s.category, s.price, s.quantity
+                FROM {self.name} s WHERE NOT EXISTS (
+                    SELECT 1 FROM campaigns_event e
+                    WHERE e.merchant_id = %s AND e.customer_id = s.customer_id
+                        AND e.timestamp = {self._timestamp("s.ts")}
+                        AND e.fingerprint = s.fingerprint)
+                ORDER BY s.customer_id, s.ts""",
+                [merchant_id, merchant_id],
+            )
+            inserted = cursor.rowcount
+        return MergeCounts(inserted=inserted, unchanged=self.rows - inserted)
 
     def close(self) -> None:
         """Remove the spooled rows (after the merge, or when the import stops)."""
