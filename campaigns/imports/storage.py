@@ -253,11 +253,13 @@ class Stage:
             )
             return not cursor.fetchone()[0]
 
-    def update_customers_seen(self, merchant_id: int) -> None:
-        """From a "seen" stage (customer, first and last event time): widen customers' spans.
+    def update_customers_seen(self, merchant_id: int) -> int:
+        """From a "seen" stage (customer, first and last event time): widen customers' spans;
+        returns how many customers changed.
 
         Once per import, not per chunk: every chunk touches most customers, and each update
-        writes a new row version.
+        writes a new row version; customers whose span does not widen are not written at all
+        (importing a file again rewrites nothing).
         """
         least, greatest = ("LEAST", "GREATEST") if self.postgres else ("min", "max")
         first, last = self._timestamp("a.first_ts"), self._timestamp("a.last_ts")
@@ -268,9 +270,12 @@ class Stage:
                     last_seen_at = {greatest}(COALESCE(last_seen_at, {last}), {last})
                 FROM {self.name} a
                 WHERE campaigns_customer.merchant_id = %s
-                    AND campaigns_customer.id = a.customer_id""",
+                    AND campaigns_customer.id = a.customer_id
+                    AND (first_seen_at IS NULL OR last_seen_at IS NULL
+                        OR {first} < first_seen_at OR {last} > last_seen_at)""",
                 [merchant_id],
             )
+            return cursor.rowcount
 
     def _merge_treatments(self, merchant_id: int, source: str) -> MergeCounts:
         with connection.cursor() as cursor:

@@ -245,6 +245,32 @@ def test_the_spool_is_removed_whatever_happens(loaded, tmp_path, monkeypatch):
     assert list(spool_root.iterdir()) == []
 
 
+def test_customers_spans_widen_with_new_events_and_only_then(loaded, tmp_path, monkeypatch):
+    widened = []
+    original = storage.Stage.update_customers_seen
+    monkeypatch.setattr(
+        storage.Stage,
+        "update_customers_seen",
+        lambda self, merchant_id: widened.append(original(self, merchant_id)) or widened[-1],
+    )
+    c1 = Customer.objects.get(merchant=loaded, external_id="C1")
+    span = (c1.first_seen_at, c1.last_seen_at)  # 2026-01-05 02:00 and 10:05 UTC
+    inside = EVENTS_HEADER + "C1,2026-01-05 12:00:00,view,I7,tea,1,\n"  # 04:00 UTC
+    assert run(loaded, "events", inside, tmp_path).rows_inserted == 1
+    c1.refresh_from_db()
+    assert (c1.first_seen_at, c1.last_seen_at) == span
+    earlier_and_later = EVENTS_HEADER + (
+        "C1,2026-01-04 12:00:00,view,I7,tea,1,\nC2,2026-02-01 12:00:00,view,I7,tea,1,\n"
+    )
+    assert run(loaded, "events", earlier_and_later, tmp_path).rows_inserted == 2
+    c1.refresh_from_db()
+    c2 = Customer.objects.get(merchant=loaded, external_id="C2")
+    assert c1.first_seen_at == datetime(2026, 1, 4, 4, tzinfo=UTC)
+    assert c1.last_seen_at == span[1]
+    assert c2.last_seen_at == datetime(2026, 2, 1, 4, tzinfo=UTC)
+    assert widened == [0, 2]
+
+
 def test_reimporting_customers_updates_changed_attributes(loaded, tmp_path):
     result = run(
         loaded, "customers", "customer_id,city\nC1,Hangzhou\nC2,Beijing\nC3,Suzhou\n", tmp_path
