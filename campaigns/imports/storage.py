@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from pgpq import ArrowToPostgresBinaryEncoder
@@ -475,7 +476,9 @@ class _Spool:
 
     def __init__(self, bounds: np.ndarray) -> None:
         self.bounds = bounds
-        self.folder = tempfile.TemporaryDirectory(prefix="promo-import-")
+        root = Path(settings.IMPORT_SPOOL_ROOT)
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder = tempfile.TemporaryDirectory(prefix="import-", dir=root)
         self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
 
     def split(self, table: pa.Table) -> list[tuple[int, pa.Table]]:

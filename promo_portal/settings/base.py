@@ -160,6 +160,9 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024 * 1024)
 # Uploaded import files are streamed to UPLOAD_ROOT; larger ones are refused with a clear message.
 IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_MB", default=2048, minimum=1) * 1024 * 1024
+# An events import's checked rows wait here until the whole file has passed (about 1.5 times
+# the file's size, removed when the import ends): next to the uploads, on the same volume.
+IMPORT_SPOOL_ROOT = env_path("IMPORT_SPOOL_ROOT", default=UPLOAD_ROOT / ".spool")
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 
 # --- Email (invitations, password reset) ---------------------------------------------------

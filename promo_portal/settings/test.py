@@ -21,6 +21,7 @@ _TMP = Path(os.environ.get("PROMO_TEST_TMP") or tempfile.mkdtemp(prefix="promo-p
 os.environ["PROMO_TEST_TMP"] = str(_TMP)
 MEDIA_ROOT = _TMP / "media"
 UPLOAD_ROOT = _TMP / "uploads"
+IMPORT_SPOOL_ROOT = UPLOAD_ROOT / ".spool"
 MODEL_ARTIFACT_ROOT = _TMP / "models"
 
 # Unit tests run tasks in-process even when a broker is configured; the integration suite's

@@ -3,7 +3,6 @@ nothing. Runs on SQLite locally and on PostgreSQL (COPY path) in CI."""
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -214,10 +213,9 @@ def test_events_spread_over_several_buckets_all_go_in_once(shop, tmp_path, monke
     assert {e[4]: e[3] for e in stored}[7] == Decimal("7.25")
 
 
-def test_the_spool_is_removed_whatever_happens(loaded, tmp_path, monkeypatch):
+def test_the_spool_is_removed_whatever_happens(loaded, tmp_path, monkeypatch, settings):
     spool_root = tmp_path / "spool"
-    spool_root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
+    settings.IMPORT_SPOOL_ROOT = spool_root
     during = []
     original = storage.EventStage._merge_events
 
