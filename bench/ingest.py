@@ -198,7 +198,7 @@ def main() -> None:
         bulk_rate = _bulk_create(fresh_merchant("bulk-create"), events_csv, bulk_n)
 
     runs = [round(n / p["seconds"]) for p in product]
-    print(f"product import (read, check, stage, merge): median {product_rate:,.0f} events/s {runs}")
+    print(f"product import (read, check, spool, COPY): median {product_rate:,.0f} events/s {runs}")
     print(
         f"raw COPY of parsed rows into the events table, file order: median {copy_rate:,.0f} "
         f"events/s {[round(r) for r in raw]}"
