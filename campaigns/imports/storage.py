@@ -479,7 +479,7 @@ class _Spool:
         root = Path(settings.IMPORT_SPOOL_ROOT)
         root.mkdir(parents=True, exist_ok=True)
         self.folder = tempfile.TemporaryDirectory(prefix="import-", dir=root)
-        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.writers: dict[int, tuple[pa.NativeFile, pa.ipc.RecordBatchStreamWriter]] = {}
 
     def split(self, table: pa.Table) -> list[tuple[int, pa.Table]]:
         """One chunk's rows by bucket (CPU work for the reading thread)."""
@@ -498,27 +498,30 @@ class _Spool:
         for index, part in parts:
             if index not in self.writers:
                 sink = pa.OSFile(str(self._path(index)), "wb")
-                self.writers[index] = pa.ipc.new_stream(sink, part.schema)
-            self.writers[index].write_table(part)
+                self.writers[index] = (sink, pa.ipc.new_stream(sink, part.schema))
+            self.writers[index][1].write_table(part)
         return sum(part.num_rows for _, part in parts)
 
     def buckets(self) -> Iterator[pa.Table]:
         """Each bucket's rows, in customer id order of the buckets; each file goes once read."""
-        for writer in self.writers.values():
-            writer.close()
-        for index in sorted(self.writers):
+        indexes = sorted(self.writers)
+        self._close_files()
+        for index in indexes:
             path = self._path(index)
             with pa.OSFile(str(path), "rb") as source:
                 table = pa.ipc.open_stream(source).read_all()
             path.unlink()
             yield table
-        self.writers = {}
 
     def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        self.writers = {}
+        self._close_files()
         self.folder.cleanup()
+
+    def _close_files(self) -> None:
+        for sink, writer in self.writers.values():
+            writer.close()
+            sink.close()
+        self.writers = {}
 
     def _path(self, index: int) -> Path:
         return Path(self.folder.name) / f"bucket-{index:04d}.arrows"
