@@ -32,6 +32,8 @@ from django.db import connection
 from django.utils import timezone
 from pgpq import ArrowToPostgresBinaryEncoder
 
+from promo_portal.arrow_sql import read_arrow
+
 _STAGE_COLUMNS = {
     "customers": [
         ("line", "bigint"),
@@ -550,34 +552,12 @@ class CustomerIndex:
         self.external_ids, self.ids = self._fetch()
 
     def _fetch(self) -> tuple[pa.Array, pa.Array]:
-        query = "SELECT external_id, id FROM campaigns_customer WHERE merchant_id = %s"
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                buffer = io.BytesIO()
-                merchant = int(self.merchant_id)
-                sql = f"COPY ({query.replace('%s', str(merchant))}) TO STDOUT (FORMAT csv)"
-                with cursor.cursor.copy(sql) as copy:
-                    for block in copy:
-                        buffer.write(block)
-                buffer.seek(0)
-                if not buffer.getbuffer().nbytes:
-                    return pa.array([], pa.string()), pa.array([], pa.int64())
-                table = pacsv.read_csv(
-                    buffer,
-                    read_options=pacsv.ReadOptions(column_names=["external_id", "id"]),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={"external_id": pa.string(), "id": pa.int64()},
-                        strings_can_be_null=False,
-                    ),
-                )
-                return table.column("external_id").combine_chunks(), table.column(
-                    "id"
-                ).combine_chunks()
-            cursor.execute(query, [self.merchant_id])
-            rows = cursor.fetchall()
-        return pa.array([r[0] for r in rows], pa.string()), pa.array(
-            [r[1] for r in rows], pa.int64()
+        table = read_arrow(
+            "SELECT external_id, id FROM campaigns_customer WHERE merchant_id = %s",
+            [self.merchant_id],
+            {"external_id": pa.string(), "id": pa.int64()},
         )
+        return table.column("external_id").combine_chunks(), table.column("id").combine_chunks()
 
     def resolve(self, external_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
         """The customer id of each external id; null where the merchant has no such customer."""
