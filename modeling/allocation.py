@@ -34,7 +34,9 @@ objective_ia - lam * spend_ia - mu_a, or none.
 - Both: Phi(lam) = the budget multiplier at the cap prices cleared at lam; the optimum is its
   fixed point, found by fixed-point and secant steps, then regula falsi once bracketed.
 - A final pass makes the answer feasible and uses what is left: over-cap arms keep their best
-  customers; leftover budget buys the best remaining upgrades in order of objective per unit of
+  customers; a choice over the budget by rounding (the unconstrained one, for a budget an ulp
+  under its spend) gives up the single drop or move to a cheaper arm that loses least;
+  leftover budget buys the best remaining upgrades in order of objective per unit of
   spend (the greedy of the LP relaxation, taking what fits and skipping what does not); full
   capped arms trade their weakest members for stronger outsiders; and, for campaigns of up to
   tens of thousands of treated customers, a few knapsack insertions move a customer whose
@@ -390,7 +392,7 @@ class _Candidates:
             arg, cost = self._choose(0.0, mu)
             # Within rounding of the budget counts as fitting: a sum over the candidates in
             # their order can exceed the same spend summed per customer by an ulp. ``solve``
-            # then checks the optimum exactly, and _enforce_budget keeps any answer within.
+            # then checks the optimum exactly, and _finish brings any answer within.
             if cost.sum() <= budget * (1.0 + 1e-12):
                 return 0.0, arg, cost
             guess, step = self._ratio_guess(budget), 1.25
@@ -612,6 +614,8 @@ class _Candidates:
             drop = members[np.argsort(-score, kind="stable")[int(self.caps[k]) :]]
             arg[drop] = 0
             cost[drop] = 0.0
+        if budget is not None and cost.sum() > budget:
+            self._within_budget(cost.sum() - budget, arg, cost)
         self._fill(budget, lam, arg, cost)
         if self._exchange(budget, arg, cost):
             self._fill(budget, lam, arg, cost)
@@ -621,10 +625,53 @@ class _Candidates:
                     break
                 self._fill(budget, lam, arg, cost)
         choice = np.zeros(self.values.n_customers, dtype=np.int16)
-        choice[self.rows] = arg
-        if budget is not None:
-            self._enforce_budget(budget, choice)
-        return choice
+        for _ in range(8):
+            choice[self.rows] = arg
+            if budget is None:
+                return choice
+            # The reported spend sums per customer in another order than cost.sum(): an
+            # answer within the budget here can be over it there by an ulp.
+            over = _totals(self.values, choice, ("spend",))["spend"] - budget
+            if over <= 0:
+                return choice
+            self._within_budget(over, arg, cost)
+        raise AssertionError("could not bring the spend within the budget")
+
+    def _within_budget(self, over: float, arg: np.ndarray, cost: np.ndarray) -> None:
+        """Frees ``over`` of spend: a choice accepted within rounding of the budget (at
+        multiplier 0 when the unconstrained spend exceeds the budget by an ulp, or an answer
+        whose reported spend does) gives up the one move of least objective that frees enough,
+        a treated customer dropped or moved to a cheaper arm with room. Should no single move
+        do, customers of least objective per unit of spend are dropped until it fits."""
+        if over <= 0:
+            return
+        current = self._gather(self.value, arg)
+        room = self.caps - np.bincount(arg, minlength=self.n_coupons + 1)[1:]
+        best_loss, best = np.inf, None
+        for k in range(-1, self.n_coupons):  # -1: no coupon
+            if k >= 0 and room[k] <= 0:
+                continue
+            to_value = 0.0 if k < 0 else self.value[k]
+            to_cost = 0.0 if k < 0 else self.cost[k]
+            loss = current - to_value  # inf where arm k is not positive
+            ok = (arg > 0) & (arg != k + 1) & (cost - to_cost >= over) & np.isfinite(loss)
+            if not ok.any():
+                continue
+            who = int(np.argmin(np.where(ok, loss, np.inf)))
+            if loss[who] < best_loss:
+                best_loss, best = float(loss[who]), (who, k)
+        if best is not None:
+            who, k = best
+            arg[who] = k + 1
+            cost[who] = 0.0 if k < 0 else self.cost[k, who]
+            return
+        treated = np.flatnonzero(arg)
+        with np.errstate(divide="ignore"):
+            ratio = current[treated] / cost[treated]  # free customers last: inf
+        order = treated[np.argsort(ratio, kind="stable")]
+        need = int(np.searchsorted(np.cumsum(cost[order]), over)) + 1
+        arg[order[:need]] = 0
+        cost[order[:need]] = 0.0
 
     def _fill(self, budget: float | None, lam: float, arg: np.ndarray, cost: np.ndarray) -> None:
         """Spend what is left on the best upgrades (one per customer, from the current arm to a
@@ -779,22 +826,6 @@ class _Candidates:
         arg[customer] = k + 1
         cost[customer] = self.cost[k, customer]
         return True
-
-    def _enforce_budget(self, budget: float, choice: np.ndarray) -> None:
-        """Guard against rounding: drop the treated customers with the least objective per unit
-        of spend until the reported spend is within the budget."""
-        for _ in range(8):
-            spend = _totals(self.values, choice, ("spend",))["spend"]
-            if spend <= budget:
-                return
-            treated = np.flatnonzero(choice)
-            arm = choice[treated]
-            c = self.values.spend[treated, arm]
-            ratio = self.values.objective[treated, arm] / np.maximum(c, 1e-300)
-            order = np.argsort(ratio, kind="stable")
-            need = np.searchsorted(np.cumsum(c[order]), spend - budget) + 1
-            choice[treated[order[:need]]] = 0
-        raise AssertionError("could not bring the spend within the budget")
 
 
 class _DropOrders:
