@@ -12,10 +12,13 @@ one pass (``model_version_scores``).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +34,15 @@ from modeling.models import Job, ModelVersion, ScoreChunk
 from modeling.segments import lifecycle_from_events
 from modeling.services import job_enqueue, job_succeed
 
+if TYPE_CHECKING:
+    from modeling.scoring import Predictions
+
 # Customers per chunk. On the 2-core machine a chunk of 50k costs about 2-3 s (read ~1.5M
 # events, build sequences, predict); smaller chunks spread better across workers.
 SCORE_CHUNK_SIZE = 50_000
+# Parts of a chunk: while the network predicts one, the next is read from the database (the
+# read waits mostly on PostgreSQL, the network runs in TensorFlow's own threads).
+SCORE_CHUNK_PARTS = 5
 
 
 class ScoringError(Exception):
@@ -80,28 +89,69 @@ def _bundle(path: str):
     return bundle
 
 
+def _part_ranges(first: int, last: int, parts: int) -> list[tuple[int, int]]:
+    """[first, last] cut into up to ``parts`` id ranges of equal width (ids are dense)."""
+    edges = np.unique(np.linspace(first, last + 1, parts + 1).round().astype(np.int64))
+    return [(int(a), int(b) - 1) for a, b in itertools.pairwise(edges)]
+
+
+@dataclass
+class _ScoredPart:
+    customer_ids: np.ndarray
+    lifecycle: np.ndarray
+    predictions: Predictions
+
+
+def _score_part(bundle, data, *, as_of: int) -> _ScoredPart:
+    """Sequences, predictions and lifecycle segments of one part's customers (no database)."""
+    from modeling.scoring import predict  # Keras: on the worker only
+
+    events = data.event_arrays(as_of=as_of)
+    return _ScoredPart(
+        customer_ids=data.customer_ids,
+        lifecycle=lifecycle_from_events(events, as_of=as_of),
+        predictions=predict(bundle, events),
+    )
+
+
 def score_chunk(
     *, version: ModelVersion, index: int, first: int, last: int, as_of: int
 ) -> ScoreChunk:
-    """Predict for customers with ids in [first, last]; write the chunk file atomically."""
-    from modeling.scoring import predict  # Keras: on the worker only
+    """Predict for customers with ids in [first, last]; write the chunk file atomically.
 
+    The chunk goes in parts: each part is read here, on this thread's database connection (it
+    sees what the caller's transaction sees), and predicted in a helper thread while the next
+    part is read."""
     bundle = _bundle(version.artifact_path)
-    data = merchant_data_load(
-        merchant=version.merchant, customer_range=(first, last), with_treatments=False
-    )
-    events = data.event_arrays(as_of=as_of)
-    predictions = predict(bundle, events)
+    parts: list[_ScoredPart] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-predict") as pool:
+        pending = None
+        for part_first, part_last in _part_ranges(first, last, SCORE_CHUNK_PARTS):
+            data = merchant_data_load(
+                merchant=version.merchant,
+                customer_range=(part_first, part_last),
+                with_treatments=False,
+            )
+            scored = pool.submit(_score_part, bundle, data, as_of=as_of)
+            if pending is not None:
+                parts.append(pending.result())
+            pending = scored
+        if pending is not None:
+            parts.append(pending.result())
+    arms = bundle.arms
     columns = {
-        "customer_id": pa.array(data.customer_ids, pa.int64()),
+        "customer_id": pa.array(np.concatenate([p.customer_ids for p in parts]), pa.int64()),
         # The lifecycle segment as of scoring: strategies stratify their holdout by it and
         # report per segment, without reading the events again.
-        "lifecycle": pa.array(lifecycle_from_events(events, as_of=as_of), pa.int8()),
+        "lifecycle": pa.array(np.concatenate([p.lifecycle for p in parts]), pa.int8()),
     }
-    for position, arm in enumerate(predictions.arms):
-        columns[f"p_{arm}"] = pa.array(predictions.p_convert[:, position], pa.float32())
-        if predictions.order_value is not None:
-            columns[f"ov_{arm}"] = pa.array(predictions.order_value[:, position], pa.float32())
+    p_convert = np.concatenate([p.predictions.p_convert for p in parts])
+    values = [p.predictions.order_value for p in parts]
+    order_value = None if any(v is None for v in values) else np.concatenate(values)
+    for position, arm in enumerate(arms):
+        columns[f"p_{arm}"] = pa.array(p_convert[:, position], pa.float32())
+        if order_value is not None:
+            columns[f"ov_{arm}"] = pa.array(order_value[:, position], pa.float32())
     folder = Path(version.artifact_path) / "scores"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"chunk-{index:05d}.parquet"
@@ -114,7 +164,7 @@ def score_chunk(
         defaults={
             "first_customer_id": first,
             "last_customer_id": last,
-            "rows": data.n_customers,
+            "rows": len(p_convert),
             "path": str(path),
         },
     )

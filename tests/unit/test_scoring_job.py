@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,28 @@ def test_a_cancelled_scoring_job_writes_no_more_chunks(trained):
 
     assert score_chunk.apply(args=[job.pk, trained.pk, 0, 0, 2**40, 0, 1]).result == 0
     assert not ScoreChunk.objects.exists()
+
+
+def test_a_chunk_scored_in_parts_equals_one_scored_whole(trained, monkeypatch):
+    """Parts are read while the previous one is predicted: the chunk file is the same."""
+    import pyarrow.parquet as pq
+
+    ranges = scoring_service.score_chunk_ranges(version=trained, size=500)
+    (first, last), as_of = ranges[0], scoring_service.scoring_as_of(version=trained)
+    tables = {}
+    for parts in (1, 7):
+        monkeypatch.setattr(scoring_service, "SCORE_CHUNK_PARTS", parts)
+        chunk = scoring_service.score_chunk(
+            version=trained, index=0, first=first, last=last, as_of=as_of
+        )
+        tables[parts] = pq.read_table(chunk.path)
+        assert chunk.rows == 500
+    assert tables[7].equals(tables[1])
+
+
+@pytest.mark.parametrize(("first", "last", "parts"), [(1, 1, 5), (10, 19, 3), (5, 1_000_004, 5)])
+def test_part_ranges_cover_the_chunk_once(first, last, parts):
+    ranges = scoring_service._part_ranges(first, last, parts)
+    assert ranges[0][0] == first and ranges[-1][1] == last
+    assert all(b + 1 == c for (_, b), (c, _) in itertools.pairwise(ranges))
+    assert all(a <= b for a, b in ranges) and len(ranges) <= parts
