@@ -614,7 +614,7 @@ class _Candidates:
             drop = members[np.argsort(-score, kind="stable")[int(self.caps[k]) :]]
             arg[drop] = 0
             cost[drop] = 0.0
-        if budget is not None and cost.sum() > budget:
+        if budget is not None:
             self._within_budget(cost.sum() - budget, arg, cost)
         self._fill(budget, lam, arg, cost)
         if self._exchange(budget, arg, cost):

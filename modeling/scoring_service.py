@@ -123,22 +123,13 @@ def score_chunk(
     sees what the caller's transaction sees), and predicted in a helper thread while the next
     part is read."""
     bundle = _bundle(version.artifact_path)
-    parts: list[_ScoredPart] = []
+    reads = (
+        merchant_data_load(merchant=version.merchant, customer_range=part, with_treatments=False)
+        for part in _part_ranges(first, last, SCORE_CHUNK_PARTS)
+    )
+    # map submits each part as soon as it is read: the helper predicts while the next is read
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-predict") as pool:
-        pending = None
-        for part_first, part_last in _part_ranges(first, last, SCORE_CHUNK_PARTS):
-            data = merchant_data_load(
-                merchant=version.merchant,
-                customer_range=(part_first, part_last),
-                with_treatments=False,
-            )
-            scored = pool.submit(_score_part, bundle, data, as_of=as_of)
-            if pending is not None:
-                parts.append(pending.result())
-            pending = scored
-        if pending is not None:
-            parts.append(pending.result())
-    arms = bundle.arms
+        parts = list(pool.map(functools.partial(_score_part, bundle, as_of=as_of), reads))
     columns = {
         "customer_id": pa.array(np.concatenate([p.customer_ids for p in parts]), pa.int64()),
         # The lifecycle segment as of scoring: strategies stratify their holdout by it and
@@ -148,7 +139,7 @@ def score_chunk(
     p_convert = np.concatenate([p.predictions.p_convert for p in parts])
     values = [p.predictions.order_value for p in parts]
     order_value = None if any(v is None for v in values) else np.concatenate(values)
-    for position, arm in enumerate(arms):
+    for position, arm in enumerate(bundle.arms):
         columns[f"p_{arm}"] = pa.array(p_convert[:, position], pa.float32())
         if order_value is not None:
             columns[f"ov_{arm}"] = pa.array(order_value[:, position], pa.float32())
