@@ -129,7 +129,6 @@ def build_uplift_network(
     vocab_size: int,
     n_static: int,
     n_arms: int,
-    max_len: int,
     preset: str = "small",
     use_sequence: bool = True,
     revenue_head: bool = True,
@@ -150,8 +149,9 @@ def build_uplift_network(
     inputs = {"static": static}
     parts = [static]
     if use_sequence:
-        tokens = keras.Input(shape=(max_len,), dtype="int32", name="tokens")
-        gaps = keras.Input(shape=(max_len, 2), dtype="float32", name="gaps")
+        # Any length: scoring cuts a batch to its longest customer (sequences.by_length).
+        tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+        gaps = keras.Input(shape=(None, 2), dtype="float32", name="gaps")
         inputs = {"tokens": tokens, "gaps": gaps, "static": static}
         mask = SequenceMask(name="sequence_mask")(tokens)
         embedded = layers.Embedding(

@@ -167,7 +167,6 @@ def build_model_for(
         vocab_size=preprocessing.vocabulary.size,
         n_static=len(preprocessing.feature_names),
         n_arms=n_arms,
-        max_len=preprocessing.max_len,
         preset=config.preset,
         use_sequence=config.use_sequence,
         revenue_head=revenue_head,
@@ -246,8 +245,8 @@ def _pretrain_encoder(
     if data is None:
         return {"epochs": [], "baseline_loss": 0.0, "gain": 0.0}
     inputs, labels = data
-    tokens = keras.Input(shape=(preprocessing.max_len,), dtype="int32", name="tokens")
-    gaps = keras.Input(shape=(preprocessing.max_len, 2), dtype="float32", name="gaps")
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    gaps = keras.Input(shape=(None, 2), dtype="float32", name="gaps")
     static = keras.Input(shape=(len(preprocessing.feature_names),), dtype="float32", name="static")
     mask = SequenceMask()(tokens)
     hidden = keras.layers.Concatenate()([model.get_layer("token_embedding")(tokens), gaps])

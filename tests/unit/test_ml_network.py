@@ -18,14 +18,17 @@ import keras
 import numpy as np
 import pytest
 
+from modeling import scoring
 from modeling.artifacts import load_trained_model, save_trained_model
 from modeling.network import (
+    CONVERSION,
     ReceivedArmBinaryCrossentropy,
     ReceivedArmLogValueError,
     build_uplift_network,
+    model_input_names,
 )
-from modeling.scoring import predict
-from modeling.sequences import EventArrays, fit_preprocessing
+from modeling.scoring import length_batches, predict
+from modeling.sequences import EventArrays, fit_preprocessing, transform
 from modeling.training import (
     MIN_PRETRAIN_GAIN,
     TrainingConfig,
@@ -171,6 +174,43 @@ def test_save_and_load_give_identical_predictions(trained, tmp_path):
     assert loaded.feature_names == bundle.feature_names
 
 
+def test_length_batches_cover_every_customer_once_within_its_width():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 51, size=1000)
+    tokens = (np.arange(50)[None, :] < lengths[:, None]).astype(np.int32)
+    rows_per_batch, groups = length_batches(tokens, batch_rows=128, width_step=16)
+    assert rows_per_batch == 128
+    seen = np.concatenate([rows for rows, _ in groups])
+    assert np.array_equal(np.sort(seen), np.arange(1000))
+    widths = [width for _, width in groups]
+    assert widths == sorted(set(widths)) and set(widths) <= {16, 32, 48, 50}
+    for rows, width in groups:
+        assert lengths[rows].max() <= width
+    assert all(len(rows) % 128 == 0 for rows, _ in groups[:-1])
+    assert length_batches(tokens[:100], batch_rows=128)[0] == 128  # the smallest power of two
+    assert length_batches(tokens[:3], batch_rows=128)[0] == 64
+    assert length_batches(tokens[:0])[1] == []
+
+
+def test_predictions_in_length_batches_equal_the_whole_padded_network(trained, monkeypatch):
+    bundle, _ = trained
+    monkeypatch.setattr(scoring, "WIDTH_STEP", 1)
+    events, _, _ = planted(300, seed=7)
+    inputs = transform(events, bundle.preprocessing)
+    # Customers cut to 0..4 events (right-padded, as the builder pads).
+    keep = np.arange(inputs.tokens.shape[1])[None, :] < (np.arange(300) % 5)[:, None]
+    inputs.tokens = np.where(keep, inputs.tokens, 0).astype(np.int32)
+    inputs.gaps = np.where(keep[..., None], inputs.gaps, 0).astype(np.float32)
+    x = inputs.as_keras()
+    whole = bundle.model.predict(
+        {k: x[k] for k in model_input_names(bundle.model)}, batch_size=512, verbose=0
+    )
+    groups = length_batches(inputs.tokens, 64, 1)[1]
+    assert [width for _, width in groups] == [1, 2, 3, 4]
+    batched = predict(bundle, inputs, batch_size=64)  # several batches of several widths
+    np.testing.assert_allclose(batched.p_convert, 1 / (1 + np.exp(-whole[CONVERSION])), atol=1e-5)
+
+
 def test_a_failed_save_leaves_nothing(trained, tmp_path, monkeypatch):
     bundle, _ = trained
 
@@ -285,7 +325,7 @@ def test_losses_teach_only_the_received_arm():
 @pytest.mark.parametrize(("preset", "widths"), [("small", [64]), ("large", [128, 128])])
 def test_presets_use_cudnn_compatible_lstms(preset, widths):
     model = build_uplift_network(
-        vocab_size=50, n_static=4, n_arms=3, max_len=7, preset=preset, revenue_head=False
+        vocab_size=50, n_static=4, n_arms=3, preset=preset, revenue_head=False
     )
     lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     assert [layer.units for layer in lstms] == widths
