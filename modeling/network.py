@@ -149,7 +149,7 @@ def build_uplift_network(
     inputs = {"static": static}
     parts = [static]
     if use_sequence:
-        # Any length: scoring cuts a batch to its longest customer (sequences.by_length).
+        # Any length: scoring cuts a batch to its longest customer (scoring.length_batches).
         tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
         gaps = keras.Input(shape=(None, 2), dtype="float32", name="gaps")
         inputs = {"tokens": tokens, "gaps": gaps, "static": static}
