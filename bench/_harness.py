@@ -11,8 +11,11 @@ import contextlib
 import operator
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,66 @@ def throwaway_database() -> Iterator[str]:
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
+
+
+@contextlib.contextmanager
+def celery_worker(
+    db_name: str, *, queues: str = "default,scoring,training", concurrency: int = 2
+) -> Iterator[subprocess.Popen]:
+    """A real ``celery worker`` (prefork, ``concurrency`` processes) on the broker of
+    CELERY_BROKER_URL, writing to the database ``db_name``; the tasks this process sends go to
+    it while the block runs (not eagerly), and so do the tasks the worker sends itself."""
+    from django.conf import settings
+    from django.db import connection
+
+    from promo_portal.celery import app
+    from promo_portal.env import database_url
+
+    name = f"bench-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url({**connection.settings_dict, "NAME": db_name}),
+        "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test",
+        "PROMO_TEST_WORKER": "1",
+    }
+    app.control.purge()  # nothing left over from an earlier run may reach this worker
+    eager = app.conf.task_always_eager, settings.CELERY_TASK_ALWAYS_EAGER
+    with tempfile.TemporaryFile(mode="w+") as log:  # its banner and warnings, shown on failure
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "promo_portal", "worker",
+             "-Q", queues, "-c", str(concurrency), "-n", name,
+             "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while not any(name in r for r in app.control.ping(destination=[name], timeout=1.0)):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    sys.exit(f"The benchmark's Celery worker did not start:\n{log.read()[-4000:]}")
+            app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER = False
+            yield process
+        finally:
+            app.conf.task_always_eager, settings.CELERY_TASK_ALWAYS_EAGER = eager
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def worker_pool_usage(worker: subprocess.Popen) -> tuple[float, float]:
+    """(CPU seconds, largest peak RSS in MiB) of a running worker's pool processes (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    cpu, peak = 0.0, 0.0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) / 1024)
+    return cpu, peak
 
 
 def median_of(repeats: int, measure: Callable[[], float]) -> tuple[float, list[float]]:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 import uuid
 
-from _harness import ROOT, Timer, median_of, setup_django, throwaway_database
+from _harness import Timer, celery_worker, median_of, setup_django, throwaway_database
 
 
 def main() -> None:
@@ -36,7 +34,6 @@ def main() -> None:
 
     setup_django()
     from celery import group
-    from django.db import connection
 
     from campaigns.models import Merchant
     from modeling.choices import JobKind, JobStatus
@@ -45,35 +42,29 @@ def main() -> None:
     from modeling.tasks import worker_check
     from promo_portal.celery import app
 
-    app.conf.task_always_eager = False
-    with throwaway_database() as db_name:
-        worker = _start_worker(db_name, connection.settings_dict)
-        try:
-            merchant = Merchant.objects.create(name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}")
-            ping = app.signature("promo_portal.ping")
+    with throwaway_database() as db_name, celery_worker(db_name, concurrency=2):
+        merchant = Merchant.objects.create(name="Bench", slug=f"bench-{uuid.uuid4().hex[:6]}")
+        ping = app.signature("promo_portal.ping")
 
-            def raw() -> float:
-                with Timer() as t:
-                    group(ping for _ in range(n)).apply_async().get(timeout=600)
-                return n / t.seconds
+        def raw() -> float:
+            with Timer() as t:
+                group(ping for _ in range(n)).apply_async().get(timeout=600)
+            return n / t.seconds
 
-            def jobs() -> float:
-                with Timer() as t:
-                    created = [
-                        job_enqueue(merchant=merchant, kind=JobKind.WORKER_CHECK, task=worker_check)
-                        for _ in range(n)
-                    ]
-                    ids = [job.pk for job in created]
-                    for job in created:
-                        app.AsyncResult(job.celery_task_id).get(timeout=600)
-                assert Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == n
-                return n / t.seconds
+        def jobs() -> float:
+            with Timer() as t:
+                created = [
+                    job_enqueue(merchant=merchant, kind=JobKind.WORKER_CHECK, task=worker_check)
+                    for _ in range(n)
+                ]
+                ids = [job.pk for job in created]
+                for job in created:
+                    app.AsyncResult(job.celery_task_id).get(timeout=600)
+            assert Job.objects.filter(pk__in=ids, status=JobStatus.SUCCEEDED).count() == n
+            return n / t.seconds
 
-            raw_median, raw_runs = median_of(args.repeats, raw)
-            job_median, job_runs = median_of(args.repeats, jobs)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
+        raw_median, raw_runs = median_of(args.repeats, raw)
+        job_median, job_runs = median_of(args.repeats, jobs)
 
     print(f"tasks per run: {n}; worker: 1 process group, concurrency 2 (prefork)")
     print(f"raw celery round trips: median {raw_median:,.0f} tasks/s, runs {_rounded(raw_runs)}")
@@ -85,31 +76,6 @@ def main() -> None:
 
 def _rounded(values: list[float]) -> list[int]:
     return [round(v) for v in values]
-
-
-def _start_worker(db_name: str, db: dict) -> subprocess.Popen:
-    from promo_portal.celery import app
-    from promo_portal.env import database_url
-
-    url = database_url({**db, "NAME": db_name})
-    name = f"bench-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "promo_portal", "worker",
-         "-Q", "default,scoring,training", "-c", "2", "-n", name,
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if any(name in reply for reply in app.control.ping(destination=[name], timeout=1.0)):
-            return process
-    process.kill()
-    sys.exit("The benchmark's Celery worker did not start.")
 
 
 if __name__ == "__main__":

@@ -25,5 +25,7 @@ IMPORT_SPOOL_ROOT = UPLOAD_ROOT / ".spool"
 MODEL_ARTIFACT_ROOT = _TMP / "models"
 
 # Unit tests run tasks in-process even when a broker is configured; the integration suite's
-# worker fixture turns this off while a real worker consumes the queues.
-CELERY_TASK_ALWAYS_EAGER = True
+# worker fixture turns this off while a real worker consumes the queues. The worker itself runs
+# with PROMO_TEST_WORKER=1: the tasks it sends (a scoring job's chord of chunks) go through the
+# broker to its processes, as in production, rather than running inside the task that sent them.
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("PROMO_TEST_WORKER") != "1"

@@ -30,6 +30,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "DJANGO_SETTINGS_MODULE": "promo_portal.settings.test",
         "DATABASE_URL": database_url(connection.settings_dict),
         "PYTHONUNBUFFERED": "1",
+        "PROMO_TEST_WORKER": "1",  # tasks the worker sends go through the broker too
     }
     command = [
         sys.executable, "-m", "celery", "-A", "promo_portal", "worker",

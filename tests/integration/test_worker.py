@@ -7,6 +7,7 @@ import os
 import pytest
 from celery.result import AsyncResult
 from django.urls import reverse
+from django_celery_results.models import TaskResult
 
 from modeling.choices import JobStatus
 from modeling.models import Job
@@ -94,6 +95,14 @@ def test_workers_score_every_customer_in_parallel_chunks(celery_worker, settings
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert ScoreChunk.objects.filter(version=version).count() == 5
     assert model_version_scores(version=version).p_convert.shape == (450, 6)
+    # and each chunk was a task of its own, sent through the broker to the worker's processes
+    # (not run inside the job's task): the result backend holds one result per chunk, its
+    # arguments (job, version, index, ...) stored as JSON text
+    chunk_results = TaskResult.objects.filter(
+        task_name="modeling.tasks.score_chunk", task_args__startswith=f'"({job.pk}, {version.pk}, '
+    )
+    assert chunk_results.count() == 5
+    assert set(chunk_results.values_list("status", flat=True)) == {"SUCCESS"}
 
 
 def test_cancelling_a_training_job_stops_the_worker_and_cancels_the_version(
