@@ -81,12 +81,9 @@ def score_chunk_ranges(*, version: ModelVersion, size: int | None = None) -> lis
 def _bundle(path: str):
     from modeling.artifacts import load_trained_model  # Keras: on the worker only
 
-    # A scoring worker keeps the few artifacts it serves in memory between chunks, and predicts
-    # through XLA: Keras' "auto" leaves the LSTM uncompiled on TensorFlow, and compiled it
-    # predicted 1.2-2x faster on 2 cores with the same probabilities (to 2e-7).
-    bundle = load_trained_model(Path(path))
-    bundle.model.jit_compile = True
-    return bundle
+    # A scoring worker keeps the few artifacts it serves in memory between chunks; how the
+    # network predicts (XLA on a CPU, cuDNN on a GPU) is scoring.predict's to choose.
+    return load_trained_model(Path(path))
 
 
 def _part_ranges(first: int, last: int, parts: int) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ from modeling.network import (
     ReceivedArmBinaryCrossentropy,
     ReceivedArmLogValueError,
     build_uplift_network,
+    compile_uplift_network,
     model_input_names,
 )
 from modeling.scoring import length_batches, predict
@@ -209,6 +210,16 @@ def test_predictions_in_length_batches_equal_the_whole_padded_network(trained, m
     assert [width for _, width in groups] == [1, 2, 3, 4]
     batched = predict(bundle, inputs, batch_size=64)  # several batches of several widths
     np.testing.assert_allclose(batched.p_convert, 1 / (1 + np.exp(-whole[CONVERSION])), atol=1e-5)
+
+
+@pytest.mark.parametrize(("devices", "compiled"), [([], True), (["gpu:0"], False)])
+def test_scoring_compiles_the_network_with_xla_on_a_cpu_and_leaves_a_gpu_to_cudnn(
+    monkeypatch, devices, compiled
+):
+    model = build_uplift_network(vocab_size=4, n_static=3, n_arms=3, revenue_head=False)
+    compile_uplift_network(model, n_arms=3, jit_compile=False)
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda kind=None: devices)
+    assert scoring._serving(model).jit_compile is compiled
 
 
 def test_a_failed_save_leaves_nothing(trained, tmp_path, monkeypatch):
