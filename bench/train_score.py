@@ -442,6 +442,7 @@ def _scoring_e2e(args, n: int, db_name: str) -> list[tuple]:
 def _scoring_through_worker(version, db_name: str, customers: int, chunk_size: int | None):
     """The scoring job sent to a real worker (``-Q default,scoring``, prefork, one process per
     core); customers/s from sending the job to its chord's callback having run."""
+    from modeling.choices import JobStatus
     from modeling.models import Job
     from modeling.scoring_service import model_version_score, model_version_scores
     from promo_portal.celery import app
@@ -454,7 +455,7 @@ def _scoring_through_worker(version, db_name: str, customers: int, chunk_size: i
             app.AsyncResult(deferred["finish_task_id"]).get(timeout=3600)
         cpu, peak = worker_pool_usage(worker)
     job = Job.objects.get(pk=job.pk)
-    rows = model_version_scores(version=version).customer_ids
+    scored = np.unique(model_version_scores(version=version).customer_ids).size
     rate = customers / job_time.seconds
     print(
         f"the same job through a Celery worker (-Q default,scoring, prefork, concurrency "
@@ -465,9 +466,9 @@ def _scoring_through_worker(version, db_name: str, customers: int, chunk_size: i
     print(
         f"  CPU time of the worker's processes {cpu:.1f} s over {job_time.seconds:.1f} s wall; "
         f"largest peak RSS of one process {peak:,.0f} MiB; job {job.status}, "
-        f"{np.unique(rows).size:,} customers scored"
+        f"{scored:,} customers scored"
     )
-    if job.status != "succeeded" or np.unique(rows).size != customers:
+    if job.status != JobStatus.SUCCEEDED or scored != customers:
         sys.exit("train_score: the worker's scoring job did not score every customer once.")
     return rate
 
