@@ -94,8 +94,13 @@ def _serving(model: keras.Model) -> keras.Model:
 
 
 def _network(model: keras.Model, x: dict[str, np.ndarray], batch_rows: int) -> dict:
-    """``model.predict`` over batches of customers of similar sequence length (see
-    ``length_batches``); the result's rows are in the input's order."""
+    """The network's outputs over batches of customers of similar sequence length (see
+    ``length_batches``); the result's rows are in the input's order.
+
+    Each batch goes through ``predict_on_batch``: the model's compiled predict step on arrays
+    already in memory. ``model.predict`` would wrap every group in a dataset and an epoch
+    iterator first, which costs more than the step itself on a CPU (measured: 0.11 s against
+    0.035 s for 2048 customers of 16 steps)."""
     names = model_input_names(model)
     n = len(x["static"])
     if "tokens" in names:
@@ -104,13 +109,15 @@ def _network(model: keras.Model, x: dict[str, np.ndarray], batch_rows: int) -> d
         rows_per_batch, groups = _rows_per_batch(n, batch_rows), [(np.arange(n), None)]
     out: dict[str, np.ndarray] = {}
     for rows, width in groups:
-        padded = -(-len(rows) // rows_per_batch) * rows_per_batch
-        taken = np.concatenate([rows, np.full(padded - len(rows), rows[0])])
-        part = {k: x[k][taken, :width] if k != "static" else x[k][taken] for k in names}
-        for name, values in model.predict(part, batch_size=rows_per_batch, verbose=0).items():
-            if name not in out:
-                out[name] = np.empty((n, *values.shape[1:]), values.dtype)
-            out[name][rows] = values[: len(rows)]
+        for start in range(0, len(rows), rows_per_batch):
+            batch = rows[start : start + rows_per_batch]
+            # the last batch is filled up with its first row: every batch has the same shape
+            taken = np.concatenate([batch, np.full(rows_per_batch - len(batch), batch[0])])
+            part = {k: x[k][taken, :width] if k != "static" else x[k][taken] for k in names}
+            for name, values in model.predict_on_batch(part).items():
+                if name not in out:
+                    out[name] = np.empty((n, *values.shape[1:]), values.dtype)
+                out[name][batch] = values[: len(batch)]
     return out
 
 

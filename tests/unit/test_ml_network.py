@@ -212,6 +212,29 @@ def test_predictions_in_length_batches_equal_the_whole_padded_network(trained, m
     np.testing.assert_allclose(batched.p_convert, 1 / (1 + np.exp(-whole[CONVERSION])), atol=1e-5)
 
 
+def test_scoring_sends_whole_batches_of_one_shape_per_width(trained, monkeypatch):
+    """Every batch has the same number of rows (a short last batch is filled up), so the
+    compiled predict step sees one shape per width. 150 customers of 0..4 events, sorted by
+    length, at 64 rows per batch and width step 2: one batch of width 2 (the 64 shortest, 0-2
+    events), then two of width 4, the last holding 22 customers filled up to 64."""
+    bundle, _ = trained
+    events, _, _ = planted(150, seed=7)
+    inputs = transform(events, bundle.preprocessing)
+    keep = np.arange(inputs.tokens.shape[1])[None, :] < (np.arange(150) % 5)[:, None]
+    inputs.tokens = np.where(keep, inputs.tokens, 0).astype(np.int32)
+    shapes = []
+    step = bundle.model.predict_on_batch
+
+    def recorded(x):
+        shapes.append(x["tokens"].shape)
+        return step(x)
+
+    monkeypatch.setattr(bundle.model, "predict_on_batch", recorded)
+    monkeypatch.setattr(scoring, "WIDTH_STEP", 2)
+    predict(bundle, inputs, batch_size=64)
+    assert shapes == [(64, 2), (64, 4), (64, 4)]
+
+
 @pytest.mark.parametrize(("devices", "compiled"), [([], True), (["gpu:0"], False)])
 def test_scoring_compiles_the_network_with_xla_on_a_cpu_and_leaves_a_gpu_to_cudnn(
     monkeypatch, devices, compiled
