@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from celery import shared_task
 from django.urls import reverse
@@ -117,6 +119,27 @@ def test_routes_send_training_and_scoring_to_their_queues():
     assert app.conf.task_serializer == "json" and app.conf.accept_content == ["json"]
     assert app.conf.task_acks_late is True
     assert app.conf.task_soft_time_limit < app.conf.task_time_limit
+
+
+@pytest.mark.parametrize(
+    ("queues", "preloaded"),
+    [({"default"}, False), ({"default", "scoring"}, True), ({"training"}, True)],
+)
+def test_a_worker_serving_a_model_queue_imports_keras_before_its_pool_starts(
+    monkeypatch, queues, preloaded
+):
+    from promo_portal import celery as celery_module
+
+    imported = []
+    monkeypatch.setattr(celery_module.importlib, "import_module", imported.append)
+    # celery.signals.worker_init's sender: the worker, its app's queues selected by -Q
+    worker = SimpleNamespace(
+        app=SimpleNamespace(
+            amqp=SimpleNamespace(queues=SimpleNamespace(consume_from=dict.fromkeys(queues)))
+        )
+    )
+    celery_module.preload_keras(worker)
+    assert imported == (["keras"] if preloaded else [])
 
 
 def test_job_page_polls_while_running_and_stops_when_done(merchant_a, vera, client_for):
