@@ -7,6 +7,7 @@ modules, which import nothing from Django.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,6 +29,7 @@ _EVENT_TYPES = {
     "category": pa.string(),
     "price": pa.float64(),
 }
+_CUSTOMER_TYPES = {"id": pa.int64(), "external_id": pa.string(), "attributes": pa.string()}
 _TREATMENT_TYPES = {
     "customer_id": pa.int64(),
     "arm": pa.string(),
@@ -78,13 +80,13 @@ def merchant_data_load(
     (first and last customer id, inclusive) only those customers, for scoring in chunks;
     ``with_treatments=False`` leaves the treatment log out (scoring does not read it)."""
     first, last = customer_range or (0, 2**62)
-    rows = list(
-        Customer.objects.filter(merchant=merchant, id__gte=first, id__lte=last)
-        .order_by("id")
-        .values_list("id", "external_id", "attributes")
-        .iterator(chunk_size=50_000)
+    customers = read_arrow(
+        f"""SELECT id, external_id, attributes FROM {Customer._meta.db_table}
+        WHERE merchant_id = %s AND id BETWEEN %s AND %s ORDER BY id""",
+        [merchant.pk, first, last],
+        _CUSTOMER_TYPES,
     )
-    customer_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    customer_ids = _np(customers, "id")
     events = read_arrow(
         f"""SELECT customer_id, {epoch_seconds("timestamp")} AS ts, event_type, category, price
         FROM campaigns_event WHERE merchant_id = %s AND customer_id BETWEEN %s AND %s
@@ -98,8 +100,8 @@ def merchant_data_load(
     codes = CouponType.objects.filter(merchant=merchant).order_by("code")
     return MerchantData(
         customer_ids=customer_ids,
-        external_ids=np.array([r[1] for r in rows], dtype=object),
-        attributes=pd.DataFrame.from_records([r[2] or {} for r in rows], index=customer_ids),
+        external_ids=_np(customers, "external_id"),
+        attributes=_attribute_frame(customers.column("attributes"), index=customer_ids),
         events={
             "customer_index": np.searchsorted(customer_ids, _np(events, "customer_id")),
             "timestamp": _np(events, "ts"),
@@ -261,6 +263,14 @@ def _empty_rows() -> dict[str, np.ndarray]:
         "source": np.zeros(0, dtype=object),
         "redeemed": np.zeros(0, dtype=np.int8),
     }
+
+
+def _attribute_frame(texts: pa.ChunkedArray, *, index: np.ndarray) -> pd.DataFrame:
+    """One row per customer, one column per attribute, from the attributes' stored JSON texts:
+    decoded in one ``json.loads`` of all of them (a JSON array), not one call per customer."""
+    joined = ",".join(text or "null" for text in texts.to_pylist())
+    records = json.loads(f"[{joined}]")
+    return pd.DataFrame.from_records([r or {} for r in records], index=index)
 
 
 def _np(table: pa.Table, name: str, fill=None) -> np.ndarray:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from campaigns.models import Merchant
+from campaigns.models import Customer, Merchant
 from campaigns.simulated import merchant_load_simulation
 from modeling.dataset import merchant_data_load
 
@@ -38,3 +39,33 @@ def test_the_arrays_are_the_simulated_merchants_data(settings, tmp_path):
     np.testing.assert_array_equal(data.treatments["converted"].astype(bool), treated["converted"])
     np.testing.assert_allclose(data.treatments["propensity"], treated["propensity"])
     assert set(data.attributes.columns) >= {"city_tier", "member_level"}
+
+
+def test_customers_keep_their_ids_and_attributes_whatever_the_json_holds():
+    merchant = Merchant.objects.create(name="Attrs", slug="attrs")
+    other = Merchant.objects.create(name="Other", slug="other")
+    stored = [
+        ("C1", {"tier": "gold", "note": 'says "hi", then\nleaves', "age": 41}),
+        ("C,2", {}),  # no attributes at all
+        ("C3", {"tier": "Ünïcødé ✓", "vip": True}),
+        ("C4", {"age": None, "tags": ["a", "b"]}),
+    ]
+    customers = [
+        Customer.objects.create(merchant=merchant, external_id=external_id, attributes=attrs)
+        for external_id, attrs in stored
+    ]
+    Customer.objects.create(merchant=other, external_id="C1", attributes={"tier": "other"})
+
+    data = merchant_data_load(merchant=merchant)
+    assert list(data.customer_ids) == [c.pk for c in customers]
+    assert list(data.external_ids) == [external_id for external_id, _ in stored]
+    assert list(data.attributes.index) == [c.pk for c in customers]
+    rows = data.attributes.to_dict(orient="records")
+    assert rows[0]["note"] == 'says "hi", then\nleaves' and rows[0]["age"] == 41
+    assert all(pd.isna(value) for value in rows[1].values())
+    assert rows[2]["tier"] == "Ünïcødé ✓" and rows[2]["vip"] is True
+    assert rows[3]["tags"] == ["a", "b"]
+
+    part = merchant_data_load(merchant=merchant, customer_range=(customers[1].pk, customers[2].pk))
+    assert list(part.external_ids) == ["C,2", "C3"]
+    assert list(part.attributes["tier"].fillna("")) == ["", "Ünïcødé ✓"]
