@@ -62,7 +62,9 @@ def length_batches(
     order = np.argsort(lengths, kind="stable")
     ends = np.minimum(np.arange(rows_per_batch, n + rows_per_batch, rows_per_batch), n)
     longest = lengths[order[ends - 1]]
-    widths = np.minimum(-(-longest // width_step) * width_step, max_len)
+    widths = -(-longest // width_step) * width_step
+    # a width within one step of the padded length is the padded length: one shape fewer
+    widths = np.where(widths > max_len - width_step, max_len, widths)
     groups, start = [], 0
     for width, end in zip(widths, ends, strict=True):
         if groups and groups[-1][1] == width:

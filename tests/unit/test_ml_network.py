@@ -184,7 +184,8 @@ def test_length_batches_cover_every_customer_once_within_its_width():
     seen = np.concatenate([rows for rows, _ in groups])
     assert np.array_equal(np.sort(seen), np.arange(1000))
     widths = [width for _, width in groups]
-    assert widths == sorted(set(widths)) and set(widths) <= {16, 32, 48, 50}
+    # 48 is within one step of the padded length: such batches run at 50, one shape fewer
+    assert widths == sorted(set(widths)) and set(widths) <= {16, 32, 50}
     for rows, width in groups:
         assert lengths[rows].max() <= width
     assert all(len(rows) % 128 == 0 for rows, _ in groups[:-1])
