@@ -112,7 +112,9 @@ def _copy_out(pgconn: pq.abc.PGconn, query: bytes, buffer: io.BytesIO) -> list:
 
 def _wait(pgconn: pq.abc.PGconn, *, write: bool = False) -> None:
     """Until the server's socket has data (or takes more), then read what has come in."""
-    select.select([pgconn.socket], [pgconn.socket] if write else [], [])
+    poll = select.poll()  # not select.select, which fails on descriptors past 1023
+    poll.register(pgconn.socket, select.POLLIN | (select.POLLOUT if write else 0))
+    poll.poll()
     pgconn.consume_input()
 
 
