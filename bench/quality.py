@@ -20,7 +20,7 @@ targeting; the same network without the sequence encoder. It also prints the hel
 bounds what any model learning from the visible data could capture of the oracle (the oracle
 also knows latent traits such as coupon aversion that no data shows).
 
-    .venv/bin/python bench/quality.py [--quick] [--seeds 3] [--customers 50000]
+    .venv/bin/python bench/quality.py [--quick] [--seeds 3] [--customers 50000] [--members 5]
 """
 
 from __future__ import annotations
@@ -334,13 +334,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--customers", type=int)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--members", type=int, help="networks averaged (TrainingConfig.members)")
     args = parser.parse_args()
     n_customers = args.customers or (5_000 if args.quick else 50_000)
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
     config = TrainingConfig(epochs=args.epochs, patience=4)
+    if args.members:
+        config = TrainingConfig(**{**config.to_dict(), "members": args.members})
     print(
         f"quality: {n_customers} customers x {len(seeds)} seed(s); margin rate {MARGIN}; "
-        f"LSTM preset {config.preset}, up to {config.epochs} epochs"
+        f"LSTM preset {config.preset} x {config.members} member(s), up to {config.epochs} epochs"
     )
     started = time.perf_counter()
     per_seed = [run_seed(n_customers, seed, config) for seed in seeds]

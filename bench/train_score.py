@@ -70,7 +70,7 @@ from bench._harness import (
 )
 from bench.quality import merchant_arrays
 from modeling import simulation
-from modeling.network import model_input_names
+from modeling.network import fit_targets, model_input_names
 from modeling.scoring import predict
 from modeling.training import (
     TrainingConfig,
@@ -181,7 +181,7 @@ def training_part(args) -> list[tuple]:
     rows = np.flatnonzero(data["train"])
     x_all = data["inputs"].take(rows).as_keras()
     x = {k: x_all[k] for k in model_input_names(model)}
-    y = {k: v[rows] for k, v in data["y"].items()}
+    y = fit_targets(model, {k: v[rows] for k, v in data["y"].items()})
     clock = EpochTimes()
     model.fit(x, y, epochs=epochs, batch_size=config.batch_size, callbacks=[clock], verbose=0)
     raw_epoch = statistics.median(clock.seconds)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
     "SequenceMask",
     "build_uplift_network",
     "compile_uplift_network",
+    "fit_targets",
+    "head_layers",
+    "member_outputs",
     "model_input_names",
 ]
 
@@ -138,13 +142,22 @@ def build_uplift_network(
     dropout: float = 0.1,
     delta_l2: float = 1e-4,
     sequence_dropout: float = 0.0,
+    members: int = 1,
 ) -> keras.Model:
     """The uplift network (uncompiled). With ``use_sequence=False`` it sees the static features
-    only: the baseline that shows what the sequence encoder adds."""
+    only: the baseline that shows what the sequence encoder adds.
+
+    ``members`` > 1 puts that many independent trunk-and-heads members over the one sequence
+    encoder: each member has its own outputs (``conversion_<m>``, ``log_order_value_<m>``), which
+    the losses train separately, and ``conversion`` / ``log_order_value`` are their averages,
+    which scoring serves. An uplift is a small difference of two noisy heads; averaging members
+    that differ in initialization and dropout cuts that noise (see ``TrainingConfig``)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     if n_arms < 2:
         raise ValueError("need control and at least one coupon arm")
+    if members < 1:
+        raise ValueError("members must be at least 1")
     static = keras.Input(shape=(n_static,), dtype="float32", name="static")
     inputs = {"static": static}
     parts = [static]
@@ -174,21 +187,64 @@ def build_uplift_network(
         if sequence_dropout:
             hidden = layers.Dropout(sequence_dropout, name="representation_dropout")(hidden)
         parts = [hidden, static]
-    trunk = (
+    representation = (
         layers.Concatenate(name="representation_and_static")(parts) if len(parts) > 1 else static
     )
-    trunk = layers.Dense(dense_units, activation="relu", name="shared_dense")(trunk)
-    if dropout:
-        trunk = layers.Dropout(dropout, name="shared_dropout")(trunk)
-    outputs = {CONVERSION: ArmHeads(n_arms, head_units, delta_l2, name=CONVERSION)(trunk)}
-    if revenue_head:
-        outputs[ORDER_VALUE] = ArmHeads(n_arms, head_units, delta_l2, name=ORDER_VALUE)(trunk)
+    heads: dict[str, list] = {CONVERSION: [], ORDER_VALUE: []}
+    for m in range(members):
+        suffix = f"_{m}" if m else ""
+        trunk = layers.Dense(dense_units, activation="relu", name=f"shared_dense{suffix}")(
+            representation
+        )
+        if dropout:
+            trunk = layers.Dropout(dropout, name=f"shared_dropout{suffix}")(trunk)
+        for head in (CONVERSION, ORDER_VALUE) if revenue_head else (CONVERSION,):
+            name = f"{head}_{m}" if members > 1 else head
+            # Each member's penalty counts a 1/members share too, as its loss does (compile).
+            arm_heads = ArmHeads(n_arms, head_units, delta_l2 / members, name=name)
+            heads[head].append(arm_heads(trunk))
+    outputs = {}
+    for head, tensors in heads.items():
+        if not tensors:
+            continue
+        if members == 1:
+            outputs[head] = tensors[0]
+        else:
+            outputs[head] = layers.Average(name=head)(tensors)
+            outputs.update({f"{head}_{m}": t for m, t in enumerate(tensors)})
     name = "uplift_lstm" if use_sequence else "uplift_static"
     return keras.Model(inputs=inputs, outputs=outputs, name=name)
 
 
 def model_input_names(model: keras.Model) -> list[str]:
     return [tensor.name for tensor in model.inputs]
+
+
+def member_outputs(model: keras.Model, head: str) -> list[str]:
+    """The outputs that the losses train for ``head``: the members' own, or the head itself in
+    a network of one member."""
+    names = [
+        n for n in model.output_names if n.startswith(f"{head}_") and n[len(head) + 1 :].isdigit()
+    ]
+    return sorted(names, key=lambda n: int(n[len(head) + 1 :])) or (
+        [head] if head in model.output_names else []
+    )
+
+
+def head_layers(model: keras.Model, head: str) -> list[ArmHeads]:
+    """The ``ArmHeads`` layers of ``head``, one per member."""
+    return [model.get_layer(name) for name in member_outputs(model, head)]
+
+
+def fit_targets(model: keras.Model, y: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The targets per output of ``model``: every member of a head (and the averaged head, for
+    its metrics) learns from the same rows."""
+    out = {}
+    for head, values in y.items():
+        for name in {head, *member_outputs(model, head)}:
+            if name in model.output_names:
+                out[name] = values
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,13 +318,19 @@ def compile_uplift_network(
     revenue_loss_weight: float = 0.2,
     jit_compile: bool | str = "auto",
 ) -> keras.Model:
-    losses: dict[str, keras.losses.Loss] = {CONVERSION: ReceivedArmBinaryCrossentropy(n_arms)}
-    weights = {CONVERSION: 1.0}
+    # Each member's outputs carry an equal share of the head's loss weight: the total stays on
+    # the scale of a single network's, whatever the number of members.
+    losses: dict[str, keras.losses.Loss] = {}
+    weights: dict[str, float] = {}
+    for head, loss, weight in (
+        (CONVERSION, ReceivedArmBinaryCrossentropy, 1.0),
+        (ORDER_VALUE, ReceivedArmLogValueError, revenue_loss_weight),
+    ):
+        names = member_outputs(model, head)
+        for name in names:
+            losses[name] = loss(n_arms)
+            weights[name] = weight / len(names)
     metrics: dict[str, list] = {CONVERSION: [ReceivedArmAUC(n_arms)]}
-    if ORDER_VALUE in model.output_names:
-        losses[ORDER_VALUE] = ReceivedArmLogValueError(n_arms)
-        weights[ORDER_VALUE] = revenue_loss_weight
-        metrics[ORDER_VALUE] = []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=1.0),
         loss=losses,

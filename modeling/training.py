@@ -23,6 +23,8 @@ from modeling.network import (
     SequenceMask,
     build_uplift_network,
     compile_uplift_network,
+    fit_targets,
+    head_layers,
     model_input_names,
 )
 from modeling.sequences import EventArrays, ModelInputs, Preprocessing, fit_preprocessing, transform
@@ -176,6 +178,7 @@ def build_model_for(
         dropout=config.dropout,
         delta_l2=config.delta_l2,
         sequence_dropout=config.sequence_dropout,
+        members=config.members,
     )
     return _compile(model, n_arms, config)
 
@@ -293,13 +296,15 @@ def _initialize_base(model: keras.Model, y: dict[str, np.ndarray], train: np.nda
     and the mean log order value, so the first epochs learn structure, not the intercept."""
     conv = y[CONVERSION][train]
     rate = np.clip(np.average(conv[:, 0], weights=conv[:, 2]), 1e-4, 1 - 1e-4)
-    model.get_layer(CONVERSION).base_bias.assign(np.array([np.log(rate / (1 - rate))]))
+    for layer in head_layers(model, CONVERSION):
+        layer.base_bias.assign(np.array([np.log(rate / (1 - rate))]))
     if ORDER_VALUE in y:
         value = y[ORDER_VALUE][train]
         valid = value[:, 0] > 0
         if valid.any():
             mean = np.average(value[valid, 3], weights=value[valid, 2])
-            model.get_layer(ORDER_VALUE).base_bias.assign(np.array([mean], dtype=np.float32))
+            for layer in head_layers(model, ORDER_VALUE):
+                layer.base_bias.assign(np.array([mean], dtype=np.float32))
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -410,8 +415,11 @@ def train_uplift_model(
         callbacks.append(_Progress(progress, clock))
     fitted = model.fit(
         x_of(train_rows),
-        {k: v[train_rows] for k, v in y.items()},
-        validation_data=(x_of(val_rows), {k: v[val_rows] for k, v in y.items()}),
+        fit_targets(model, {k: v[train_rows] for k, v in y.items()}),
+        validation_data=(
+            x_of(val_rows),
+            fit_targets(model, {k: v[val_rows] for k, v in y.items()}),
+        ),
         epochs=config.epochs,
         batch_size=config.batch_size,
         shuffle=True,

@@ -22,10 +22,12 @@ from modeling import scoring
 from modeling.artifacts import load_trained_model, save_trained_model
 from modeling.network import (
     CONVERSION,
+    ORDER_VALUE,
     ReceivedArmBinaryCrossentropy,
     ReceivedArmLogValueError,
     build_uplift_network,
     compile_uplift_network,
+    fit_targets,
     model_input_names,
 )
 from modeling.scoring import length_batches, predict
@@ -173,6 +175,90 @@ def test_save_and_load_give_identical_predictions(trained, tmp_path):
     assert np.array_equal(before.order_value, after.order_value)
     assert loaded.arms == ARMS and loaded.config == bundle.config
     assert loaded.feature_names == bundle.feature_names
+
+
+def _tiny_batch(rng, n=8):
+    x = {
+        "tokens": rng.integers(1, 5, size=(n, 4)).astype("int32"),
+        "gaps": rng.random((n, 4, 2)).astype("float32"),
+        "static": rng.random((n, 3)).astype("float32"),
+    }
+    converted = rng.integers(0, 2, size=n).astype("float32")
+    arm = rng.integers(0, 3, size=n).astype("float32")
+    weight = np.ones(n, dtype="float32")
+    y = {
+        CONVERSION: np.column_stack([converted, arm, weight]),
+        ORDER_VALUE: np.column_stack([converted, arm, weight, rng.normal(3, 1, size=n)]),
+    }
+    return x, {k: v.astype("float32") for k, v in y.items()}
+
+
+def test_members_are_trained_apart_and_served_as_their_average():
+    model = build_uplift_network(vocab_size=5, n_static=3, n_arms=3, members=3, dropout=0.0)
+    compile_uplift_network(model, n_arms=3, revenue_loss_weight=0.2)
+    heads = [f"{h}_{m}" for h in (CONVERSION, ORDER_VALUE) for m in range(3)]
+    assert set(model.output_names) == {CONVERSION, ORDER_VALUE, *heads}
+    assert set(model.loss) == set(heads)  # the losses train every member's own outputs
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # deltas start at zero: give them something to average
+        if layer.name.startswith((CONVERSION, ORDER_VALUE)) and hasattr(layer, "delta_kernel"):
+            layer.delta_kernel.assign(rng.normal(size=layer.delta_kernel.shape))
+    x, _ = _tiny_batch(rng)
+    out = model.predict(x, verbose=0)
+    for head in (CONVERSION, ORDER_VALUE):
+        members = np.stack([out[f"{head}_{m}"] for m in range(3)])
+        assert not np.allclose(members[0], members[1])  # initialized apart
+        np.testing.assert_allclose(out[head], members.mean(axis=0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="members"):
+        build_uplift_network(vocab_size=5, n_static=3, n_arms=3, members=0)
+
+
+def test_members_share_a_head_s_loss_weight_so_the_loss_keeps_a_single_network_s_scale():
+    # Three identical members must report exactly the loss of the one network they copy: each
+    # member's outputs carry a third of the head's weight (and revenue keeps its 0.2).
+    single = build_uplift_network(vocab_size=5, n_static=3, n_arms=3, dropout=0.0)
+    triple = build_uplift_network(vocab_size=5, n_static=3, n_arms=3, members=3, dropout=0.0)
+    rng = np.random.default_rng(1)
+    for layer in single.layers:
+        for w in layer.weights:
+            w.assign(rng.normal(scale=0.3, size=w.shape))
+    for layer in single.layers:
+        if not layer.weights:
+            continue
+        for m in range(3):
+            if layer.name in (CONVERSION, ORDER_VALUE):
+                twin = f"{layer.name}_{m}"
+            elif layer.name == "shared_dense":
+                twin = f"shared_dense_{m}" if m else "shared_dense"
+            elif m:
+                continue  # the encoder is shared
+            else:
+                twin = layer.name
+            triple.get_layer(twin).set_weights(layer.get_weights())
+    for model in (single, triple):
+        compile_uplift_network(model, n_arms=3, revenue_loss_weight=0.2)
+    x, y = _tiny_batch(rng, n=64)
+    loss_single = single.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    loss_triple = triple.evaluate(x, fit_targets(triple, y), verbose=0, return_dict=True)["loss"]
+    assert loss_triple == pytest.approx(loss_single, rel=1e-5)
+    assert loss_single > 0
+
+
+def test_a_network_of_members_recovers_the_planted_effect_and_survives_saving(tmp_path):
+    events, _, treatments = planted(2400, seed=1)
+    config = TrainingConfig(**{**CONFIG.to_dict(), "members": 3})
+    bundle = train_uplift_model(events, treatments, config, arms=ARMS)
+    test_events, cart_last, _ = planted(1500, seed=2)
+    scored = predict(bundle, test_events)
+    uplift = scored.conversion_uplift()
+    assert uplift[cart_last, 1].mean() - uplift[~cart_last, 1].mean() > 0.25  # true: 0.5
+    assert abs(uplift[:, 2].mean()) < 0.08
+    save_trained_model(bundle, tmp_path / "v1")
+    loaded = load_trained_model(tmp_path / "v1")
+    again = predict(loaded, test_events)
+    assert np.array_equal(scored.p_convert, again.p_convert)
+    assert np.array_equal(scored.order_value, again.order_value)
+    assert loaded.config.members == 3
 
 
 def test_length_batches_cover_every_customer_once_within_its_width():
