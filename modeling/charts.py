@@ -60,12 +60,18 @@ def _layout(title: str, x_title: str, y_title: str, **extra: Any) -> dict[str, A
 
 
 def training_figures(curves: dict[str, Any]) -> list[dict[str, Any]]:
-    """Loss per epoch of the encoder pretraining and of the uplift training (train and
-    validation), each its own chart: the two losses are of different tasks and scales."""
+    """Loss per epoch of the encoder pretraining, of the uplift training and of the fine-tuning
+    of the coupon effects (train and validation), each its own chart: the losses are of
+    different tasks and scales."""
     figures = []
     parts = (
         ("pretraining", _("Encoder pretraining loss per epoch"), None),
         ("epochs", _("Uplift training loss per epoch"), curves.get("best_epoch")),
+        (
+            "fine_tuning",
+            _("Coupon-effect fine-tuning loss per epoch"),
+            curves.get("fine_tuning_best_epoch"),
+        ),
     )
     for key, title, best_epoch in parts:
         rows = curves.get(key) or []

@@ -3,8 +3,10 @@
 ``train_uplift_model`` takes the behaviour events (``EventArrays``) and the treatment log
 (``TreatmentArrays``), splits the treated customers into training and validation (customer
 level, random, seeded), fits the preprocessing on the training customers only, trains with early
-stopping on the validation loss (best weights restored) and returns a ``TrainedModel`` bundle.
-Training data stays in memory as numpy arrays and goes through ``model.fit``.
+stopping on the validation loss (best weights restored), fine-tunes the per-arm uplift deltas
+alone with early stopping of their own (``TrainingConfig.uplift_epochs``) and returns a
+``TrainedModel`` bundle. Training data stays in memory as numpy arrays and goes through
+``model.fit``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from modeling.network import (
     CONVERSION,
     ORDER_VALUE,
+    ArmHeads,
     SequenceMask,
     build_uplift_network,
     compile_uplift_network,
@@ -59,6 +62,9 @@ class TrainedModel:
     n_validation: int = 0
     # Encoder pretraining: epochs' logs, baseline_loss, gain over the base rates, frozen.
     pretraining: dict[str, Any] = field(default_factory=dict)
+    # Fine-tuning of the per-arm deltas: epochs' logs, best_epoch (1-based; 0 = none beat the
+    # main fit, whose weights were kept), val_loss_before.
+    fine_tuning: dict[str, Any] = field(default_factory=dict)
 
     @property
     def vocabulary(self):
@@ -362,6 +368,61 @@ def _smearing(
     return float(np.average(np.exp(np.clip(residual, -5, 5)), weights=value[valid, 2]))
 
 
+def _fine_tune_uplift(
+    model: keras.Model,
+    fit: Callable[..., Any],
+    n_arms: int,
+    config: TrainingConfig,
+    val_loss_before: float,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Train only the per-arm deltas (the uplift) from the main fit's best weights, with a fresh
+    optimizer and early stopping of its own; everything else (encoder, trunk, the shared base
+    of every head) stays as it is. Keeps the main fit's weights if no epoch beats its
+    validation loss. ``fit(callbacks, epochs)`` runs ``model.fit`` on the training data."""
+    before = model.get_weights()
+    trainable = [(layer, layer.trainable) for layer in model.layers]
+    for layer in model.layers:
+        if isinstance(layer, ArmHeads):
+            layer.base_kernel.trainable = False
+            layer.base_bias.trainable = False
+        elif layer.weights:
+            layer.trainable = False
+    _compile(model, n_arms, config)
+    clock = _EpochClock()
+    callbacks: list[keras.callbacks.Callback] = [
+        clock,
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.uplift_patience, restore_best_weights=True
+        ),
+    ]
+    if progress is not None:
+        callbacks.append(_Progress(progress, clock))
+    try:
+        logs = fit(callbacks, config.uplift_epochs).history
+    finally:
+        for layer, flag in trainable:
+            layer.trainable = flag
+        for layer in model.layers:
+            if isinstance(layer, ArmHeads):
+                layer.base_kernel.trainable = True
+                layer.base_bias.trainable = True
+    n_epochs = len(logs.get("loss", []))
+    epochs = [
+        {
+            "epoch": epoch,
+            **{k: float(v[epoch]) for k, v in logs.items()},
+            "seconds": clock.seconds[epoch],
+        }
+        for epoch in range(n_epochs)
+    ]
+    best = int(np.argmin(logs["val_loss"])) if n_epochs else -1
+    if best < 0 or not logs["val_loss"][best] < val_loss_before:
+        model.set_weights(before)
+        best = -1
+    return {"epochs": epochs, "best_epoch": best + 1, "val_loss_before": float(val_loss_before)}
+
+
 def train_uplift_model(
     inputs: EventArrays,
     treatments: TreatmentArrays,
@@ -371,13 +432,15 @@ def train_uplift_model(
     validation: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     pretrain_progress: ProgressCallback | None = None,
+    fine_tune_progress: ProgressCallback | None = None,
 ) -> TrainedModel:
     """Train the uplift network on the treatment log.
 
     ``validation`` (bool per treatment row) overrides the seeded customer-level split, so that
     baselines can be trained on exactly the same split. ``progress(epoch, logs)`` is called after
     every epoch with the Keras logs plus ``seconds``; ``pretrain_progress`` likewise after every
-    epoch of the encoder's pretraining."""
+    epoch of the encoder's pretraining, ``fine_tune_progress`` after every epoch of the uplift
+    fine-tuning."""
     config = config or TrainingConfig()
     keras.utils.set_random_seed(config.seed)
     data = prepare_training_data(inputs, treatments, config, arms=arms, validation=validation)
@@ -413,20 +476,23 @@ def train_uplift_model(
     ]
     if progress is not None:
         callbacks.append(_Progress(progress, clock))
-    fitted = model.fit(
-        x_of(train_rows),
-        fit_targets(model, {k: v[train_rows] for k, v in y.items()}),
-        validation_data=(
-            x_of(val_rows),
-            fit_targets(model, {k: v[val_rows] for k, v in y.items()}),
-        ),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
-    logs = fitted.history
+    x_train, x_val = x_of(train_rows), x_of(val_rows)
+    y_train = fit_targets(model, {k: v[train_rows] for k, v in y.items()})
+    y_val = fit_targets(model, {k: v[val_rows] for k, v in y.items()})
+
+    def fit(callbacks: list[keras.callbacks.Callback], epochs: int):
+        return model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            epochs=epochs,
+            batch_size=config.batch_size,
+            shuffle=True,
+            callbacks=callbacks,
+            verbose=0,
+        )
+
+    logs = fit(callbacks, config.epochs).history
     n_epochs = len(logs.get("loss", []))
     history = [
         {
@@ -438,6 +504,11 @@ def train_uplift_model(
         for epoch in range(n_epochs)
     ]
     best_epoch = int(np.argmin(logs["val_loss"])) if n_epochs else 0
+    fine_tuning: dict[str, Any] = {}
+    if config.uplift_epochs > 0 and n_epochs:
+        fine_tuning = _fine_tune_uplift(
+            model, fit, len(arms), config, logs["val_loss"][best_epoch], fine_tune_progress
+        )
     smearing = 1.0
     if data["revenue_head"]:
         smearing = _smearing(model, model_inputs, y, val, config.batch_size * 8)
@@ -452,4 +523,5 @@ def train_uplift_model(
         n_train=len(train_rows),
         n_validation=len(val_rows),
         pretraining=pretraining,
+        fine_tuning=fine_tuning,
     )

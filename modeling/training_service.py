@@ -99,10 +99,15 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
     training_rows = np.flatnonzero(~held_out)
     curves: list[dict[str, float]] = []
     pretraining: list[dict[str, float]] = []
+    fine_tuning: list[dict[str, float]] = []
 
     def save_curves() -> None:  # live, for the model page's training chart
         ModelVersion.objects.filter(pk=version.pk).update(
-            training_curves={"pretraining": pretraining, "epochs": curves}
+            training_curves={
+                "pretraining": pretraining,
+                "epochs": curves,
+                "fine_tuning": fine_tuning,
+            }
         )
 
     def on_pretrain_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -127,6 +132,15 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
             % {"epoch": epoch + 1, "epochs": config.epochs, "loss": logs.get("loss", 0)},
         )
 
+    def on_fine_tune_epoch(epoch: int, logs: dict[str, float]) -> None:
+        fine_tuning.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        save_curves()
+        report(
+            86,
+            _("Fine-tuning the coupon effects: epoch %(epoch)s/%(epochs)s, loss %(loss).4f")
+            % {"epoch": epoch + 1, "epochs": config.uplift_epochs, "loss": logs.get("loss", 0)},
+        )
+
     report(
         8,
         _("Training on %(rows)s of %(total)s treated customers")
@@ -139,6 +153,7 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
         arms=data.arms,
         progress=on_epoch,
         pretrain_progress=on_pretrain_epoch,
+        fine_tune_progress=on_fine_tune_epoch,
     )
     report(88, _("Evaluating on held-out customers"))
     evaluation = _evaluate(bundle, events, treatments, held_out, data.arms, config, report)
@@ -161,6 +176,8 @@ def train_version(*, version: ModelVersion, report: Report) -> ModelVersion:
             "encoder_frozen": bundle.pretraining.get("frozen", False),
             "epochs": curves,
             "best_epoch": bundle.best_epoch + 1,
+            "fine_tuning": fine_tuning,
+            "fine_tuning_best_epoch": bundle.fine_tuning.get("best_epoch", 0),
         },
         data_counts={
             "customers": data.n_customers,

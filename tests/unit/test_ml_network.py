@@ -36,6 +36,7 @@ from modeling.training import (
     MIN_PRETRAIN_GAIN,
     TrainingConfig,
     TreatmentArrays,
+    _fine_tune_uplift,
     customer_split,
     pretraining_data,
     train_uplift_model,
@@ -261,6 +262,99 @@ def test_a_network_of_members_recovers_the_planted_effect_and_survives_saving(tm
     assert loaded.config.members == 3
 
 
+def _network_and_data(seed: int):
+    """A compiled planted network, started from scratch, with its fit on planted rows."""
+    events, _, treatments = planted(600, seed=seed)
+    preprocessing = fit_preprocessing(events, np.arange(600), max_len=6, min_count=1)
+    keras.utils.set_random_seed(seed)
+    model = build_uplift_network(
+        vocab_size=preprocessing.vocabulary.size,
+        n_static=len(preprocessing.feature_names),
+        n_arms=3,
+        embedding_dim=8,
+        dense_units=16,
+        head_units=8,
+    )
+    compile_uplift_network(model, n_arms=3, jit_compile=False)
+    x = transform(events, preprocessing).as_keras()
+    x = {k: x[k] for k in model_input_names(model)}
+    arm = treatments.arm_codes(ARMS).astype(np.float32)
+    converted = treatments.converted.astype(np.float32)
+    weight = np.ones(600, dtype=np.float32)
+    y = {
+        CONVERSION: np.stack([converted, arm, weight], axis=1),
+        ORDER_VALUE: np.stack(
+            [converted, arm, weight, np.log(np.maximum(treatments.revenue, 1.0))], axis=1
+        ).astype(np.float32),
+    }
+
+    def fit(callbacks, epochs):
+        return model.fit(
+            x,
+            y,
+            validation_data=(x, y),
+            epochs=epochs,
+            batch_size=64,
+            callbacks=callbacks,
+            verbose=0,
+        )
+
+    return model, fit
+
+
+def _weights_by_path(model) -> dict[str, np.ndarray]:
+    return {v.path: v.numpy() for v in model.weights}
+
+
+def _is_delta(path: str) -> bool:
+    return any(
+        part in path for part in ("hidden_kernel", "hidden_bias", "delta_kernel", "delta_bias")
+    )
+
+
+def test_fine_tuning_moves_only_the_coupon_effects():
+    model, fit = _network_and_data(seed=11)
+    before = _weights_by_path(model)
+    flags = {layer.name: layer.trainable for layer in model.layers}
+    seen = []
+    result = _fine_tune_uplift(
+        model, fit, 3, CONFIG, np.inf, progress=lambda e, logs: seen.append(e)
+    )
+    after = _weights_by_path(model)
+    assert result["best_epoch"] >= 1 and len(result["epochs"]) == len(seen) >= 1
+    assert {"loss", "val_loss", "seconds"} <= set(result["epochs"][0])
+    moved = {path for path in before if not np.array_equal(before[path], after[path])}
+    assert moved and all(_is_delta(path) for path in moved)  # encoder, trunk, bases: untouched
+    assert any("delta_kernel" in path for path in moved)
+    # the layers and variables train again afterwards (a later fit is not left frozen)
+    assert {layer.name: layer.trainable for layer in model.layers} == flags
+    assert all(v.trainable for v in model.get_layer(CONVERSION).weights)
+
+
+def test_fine_tuning_keeps_the_main_fit_when_no_epoch_beats_its_validation_loss():
+    model, fit = _network_and_data(seed=12)
+    before = _weights_by_path(model)
+    result = _fine_tune_uplift(model, fit, 3, CONFIG, val_loss_before=-1.0)
+    assert result["best_epoch"] == 0 and len(result["epochs"]) >= 1
+    after = _weights_by_path(model)
+    assert all(np.array_equal(before[path], after[path]) for path in before)
+
+
+def test_training_fine_tunes_the_coupon_effects_and_saves_the_record(trained, tmp_path):
+    bundle, _ = trained
+    fine_tuning = bundle.fine_tuning
+    assert fine_tuning["epochs"] and fine_tuning["best_epoch"] <= len(fine_tuning["epochs"])
+    best = fine_tuning["best_epoch"]
+    if best:
+        assert fine_tuning["epochs"][best - 1]["val_loss"] < fine_tuning["val_loss_before"]
+    save_trained_model(bundle, tmp_path / "v1")
+    assert load_trained_model(tmp_path / "v1").fine_tuning == fine_tuning
+
+    events, _, treatments = planted(400, seed=6)
+    off = TrainingConfig(**{**CONFIG.to_dict(), "epochs": 2, "uplift_epochs": 0})
+    assert train_uplift_model(events, treatments, off, arms=ARMS).fine_tuning == {}
+
+
 def test_length_batches_cover_every_customer_once_within_its_width():
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 51, size=1000)
@@ -350,6 +444,9 @@ def test_training_is_reproducible_with_a_seed():
     first = train_uplift_model(events, treatments, config, arms=ARMS)
     second = train_uplift_model(events, treatments, config, arms=ARMS)
     assert [h["loss"] for h in first.history] == [h["loss"] for h in second.history]
+    assert [h["val_loss"] for h in first.fine_tuning["epochs"]] == [
+        h["val_loss"] for h in second.fine_tuning["epochs"]
+    ]
     assert np.array_equal(predict(first, events).p_convert, predict(second, events).p_convert)
 
 

@@ -164,14 +164,31 @@ def test_the_fragment_stops_polling_and_reloads_the_page_once_training_ends(
 ):
     version = ModelVersionFactory(
         merchant=merchant_a,
-        training_curves={"pretraining": [], "epochs": [{"epoch": 1, "loss": 0.5}], "best_epoch": 1},
+        training_curves={
+            "pretraining": [],
+            "epochs": [{"epoch": 1, "loss": 0.5}],
+            "best_epoch": 1,
+            "fine_tuning": [{"epoch": 1, "loss": 0.4, "val_loss": 0.45}, {"epoch": 2}],
+            "fine_tuning_best_epoch": 1,
+        },
     )
     response = client_for(vera).get(
         _model_url(version, "modeling:model-training") + "?poll=1", HTTP_HX_REQUEST="true"
     )
     assert response.headers["HX-Refresh"] == "true"
-    assert "hx-trigger" not in response.content.decode()
-    assert "best epoch 1 kept" in response.content.decode()
+    text = response.content.decode()
+    assert "hx-trigger" not in text
+    assert "best epoch 1 kept" in text
+    assert "coupon effects fine-tuned, epoch 1 kept" in text
+    fine_tuning = _figure(text, "training-fine_tuning-data")
+    assert fine_tuning["data"][0]["y"] == [0.4, None]
+    assert fine_tuning["layout"]["shapes"][0]["x0"] == 1  # the kept epoch is marked
+
+    # when no fine-tuning epoch beat the main fit, the page says the main fit was kept
+    version.training_curves["fine_tuning_best_epoch"] = 0
+    version.save(update_fields=["training_curves"])
+    text = client_for(vera).get(_model_url(version)).content.decode()
+    assert "did not lower the validation loss: the main fit was kept" in text
 
 
 def test_managers_see_train_and_promote_viewers_see_neither_and_are_refused(

@@ -41,6 +41,8 @@ def test_training_produces_a_ready_evaluated_champion(
     assert version.data_counts["treatments"] == 600
     assert version.data_counts["held_out_rows"] + version.data_counts["training_rows"] == 600
     assert len(version.training_curves["epochs"]) >= 1
+    fine_tuning = version.training_curves["fine_tuning"]  # the coupon effects' own fit
+    assert fine_tuning and version.training_curves["fine_tuning_best_epoch"] <= len(fine_tuning)
     arms = version.evaluation["arms"]
     assert set(arms) == set(version.arms[1:])
     assert all("qini_coefficient" in entry and entry["qini_curve"] for entry in arms.values())
