@@ -349,6 +349,36 @@ class _Progress(keras.callbacks.Callback):
         self.progress(epoch, logs)
 
 
+def _fit_early_stopped(
+    fit: Callable[..., Any],
+    epochs: int,
+    patience: int,
+    progress: ProgressCallback | None = None,
+) -> list[dict[str, float]]:
+    """Run ``fit(callbacks, epochs)`` with early stopping on the validation loss (the best
+    epoch's weights restored) and return one record per epoch: the Keras logs, the epoch's
+    wall ``seconds`` and ``train_seconds`` (its training part, before validation)."""
+    clock = _EpochClock()
+    callbacks: list[keras.callbacks.Callback] = [
+        clock,
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True
+        ),
+    ]
+    if progress is not None:
+        callbacks.append(_Progress(progress, clock))
+    logs = fit(callbacks, epochs).history
+    return [
+        {
+            "epoch": epoch,
+            **{k: float(v[epoch]) for k, v in logs.items()},
+            "seconds": clock.seconds[epoch],
+            "train_seconds": clock.train_seconds[epoch],
+        }
+        for epoch in range(len(logs.get("loss", [])))
+    ]
+
+
 def _smearing(
     model: keras.Model,
     inputs: ModelInputs,
@@ -389,17 +419,8 @@ def _fine_tune_uplift(
         elif layer.weights:
             layer.trainable = False
     _compile(model, n_arms, config)
-    clock = _EpochClock()
-    callbacks: list[keras.callbacks.Callback] = [
-        clock,
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.uplift_patience, restore_best_weights=True
-        ),
-    ]
-    if progress is not None:
-        callbacks.append(_Progress(progress, clock))
     try:
-        logs = fit(callbacks, config.uplift_epochs).history
+        epochs = _fit_early_stopped(fit, config.uplift_epochs, config.uplift_patience, progress)
     finally:
         for layer, flag in trainable:
             layer.trainable = flag
@@ -407,17 +428,8 @@ def _fine_tune_uplift(
             if isinstance(layer, ArmHeads):
                 layer.base_kernel.trainable = True
                 layer.base_bias.trainable = True
-    n_epochs = len(logs.get("loss", []))
-    epochs = [
-        {
-            "epoch": epoch,
-            **{k: float(v[epoch]) for k, v in logs.items()},
-            "seconds": clock.seconds[epoch],
-        }
-        for epoch in range(n_epochs)
-    ]
-    best = int(np.argmin(logs["val_loss"])) if n_epochs else -1
-    if best < 0 or not logs["val_loss"][best] < val_loss_before:
+    best = int(np.argmin([e["val_loss"] for e in epochs])) if epochs else -1
+    if best < 0 or not epochs[best]["val_loss"] < val_loss_before:
         model.set_weights(before)
         best = -1
     return {"epochs": epochs, "best_epoch": best + 1, "val_loss_before": float(val_loss_before)}
@@ -467,15 +479,6 @@ def train_uplift_model(
         return {k: x[k] for k in names}
 
     train_rows, val_rows = np.flatnonzero(train), np.flatnonzero(val)
-    clock = _EpochClock()
-    callbacks: list[keras.callbacks.Callback] = [
-        clock,
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        ),
-    ]
-    if progress is not None:
-        callbacks.append(_Progress(progress, clock))
     x_train, x_val = x_of(train_rows), x_of(val_rows)
     y_train = fit_targets(model, {k: v[train_rows] for k, v in y.items()})
     y_val = fit_targets(model, {k: v[val_rows] for k, v in y.items()})
@@ -492,22 +495,12 @@ def train_uplift_model(
             verbose=0,
         )
 
-    logs = fit(callbacks, config.epochs).history
-    n_epochs = len(logs.get("loss", []))
-    history = [
-        {
-            "epoch": epoch,
-            **{k: float(v[epoch]) for k, v in logs.items()},
-            "seconds": clock.seconds[epoch],
-            "train_seconds": clock.train_seconds[epoch],
-        }
-        for epoch in range(n_epochs)
-    ]
-    best_epoch = int(np.argmin(logs["val_loss"])) if n_epochs else 0
+    history = _fit_early_stopped(fit, config.epochs, config.patience, progress)
+    best_epoch = int(np.argmin([h["val_loss"] for h in history])) if history else 0
     fine_tuning: dict[str, Any] = {}
-    if config.uplift_epochs > 0 and n_epochs:
+    if config.uplift_epochs > 0 and history:
         fine_tuning = _fine_tune_uplift(
-            model, fit, len(arms), config, logs["val_loss"][best_epoch], fine_tune_progress
+            model, fit, len(arms), config, history[best_epoch]["val_loss"], fine_tune_progress
         )
     smearing = 1.0
     if data["revenue_head"]:
