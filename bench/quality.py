@@ -21,11 +21,13 @@ bounds what any model learning from the visible data could capture of the oracle
 also knows latent traits such as coupon aversion that no data shows).
 
     .venv/bin/python bench/quality.py [--quick] [--seeds 3] [--customers 50000] [--members 5]
+        [--set NAME=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -335,15 +337,31 @@ def main() -> None:
     parser.add_argument("--customers", type=int)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--members", type=int, help="networks averaged (TrainingConfig.members)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other TrainingConfig setting, VALUE as JSON (e.g. uplift_epochs=0)",
+    )
     args = parser.parse_args()
     n_customers = args.customers or (5_000 if args.quick else 50_000)
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
     config = TrainingConfig(epochs=args.epochs, patience=4)
-    if args.members:
-        config = TrainingConfig(**{**config.to_dict(), "members": args.members})
+    overrides = {"members": args.members} if args.members else {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in config.to_dict():
+            parser.error(f"--set {item}: TrainingConfig has no setting {name!r}")
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name] = value
+    config = TrainingConfig(**{**config.to_dict(), **overrides})
     print(
         f"quality: {n_customers} customers x {len(seeds)} seed(s); margin rate {MARGIN}; "
         f"LSTM preset {config.preset} x {config.members} member(s), up to {config.epochs} epochs"
+        + "".join(f"; {k}={v}" for k, v in overrides.items())
     )
     started = time.perf_counter()
     per_seed = [run_seed(n_customers, seed, config) for seed in seeds]
