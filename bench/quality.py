@@ -20,8 +20,8 @@ targeting; the same network without the sequence encoder. It also prints the hel
 bounds what any model learning from the visible data could capture of the oracle (the oracle
 also knows latent traits such as coupon aversion that no data shows).
 
-    .venv/bin/python bench/quality.py [--quick] [--seeds 3] [--customers 50000] [--members 5]
-        [--set NAME=VALUE ...]
+    .venv/bin/python bench/quality.py [--quick] [--seeds 3] [--first-seed 1] [--customers 50000]
+        [--members 5] [--set NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def judge(
     oracle = simulation.oracle_incremental_profit(truth, MARGIN, budget=spend).total_profit
     return {
         "qini_true": float(np.mean(qinis)),
+        "qini_arms": qinis,
         "profit": profit,
         "spend": spend,
         "oracle": oracle,
@@ -327,6 +328,16 @@ def run_seed(n_customers: int, seed: int, config: TrainingConfig) -> dict[str, d
             f"{r['spend']:8.0f}; treated {100 * r['treated']:5.1f} %)",
             flush=True,
         )
+    print(
+        f"  qini_true per arm ({'/'.join(arms[1:])}): "
+        + "; ".join(
+            f"{name} " + "/".join(f"{q:.2f}" for q in results[name]["qini_arms"])
+            for name in ("lstm", "lstm_static", "t_learner", "ceiling")
+        )
+        + f"; LSTM coupon-effect fine-tuning kept epoch {lstm_bundle.fine_tuning.get('best_epoch')}"
+        f"/{len(lstm_bundle.fine_tuning.get('epochs', []))} (0 = the main fit's)",
+        flush=True,
+    )
     return results
 
 
@@ -334,6 +345,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int)
+    parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--customers", type=int)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--members", type=int, help="networks averaged (TrainingConfig.members)")
@@ -346,7 +358,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     n_customers = args.customers or (5_000 if args.quick else 50_000)
-    seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
+    seeds = range(args.first_seed, args.first_seed + (args.seeds or (1 if args.quick else 3)))
     config = TrainingConfig(epochs=args.epochs, patience=4)
     overrides = {"members": args.members} if args.members else {}
     for item in args.set:
