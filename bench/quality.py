@@ -328,14 +328,19 @@ def run_seed(n_customers: int, seed: int, config: TrainingConfig) -> dict[str, d
             f"{r['spend']:8.0f}; treated {100 * r['treated']:5.1f} %)",
             flush=True,
         )
+    tuning = lstm_bundle.fine_tuning
+    kept = (
+        f"kept epoch {tuning['best_epoch']}/{len(tuning['epochs'])} (0 = the main fit's)"
+        if tuning
+        else "off"
+    )
     print(
         f"  qini_true per arm ({'/'.join(arms[1:])}): "
         + "; ".join(
             f"{name} " + "/".join(f"{q:.2f}" for q in results[name]["qini_arms"])
             for name in ("lstm", "lstm_static", "t_learner", "ceiling")
         )
-        + f"; LSTM coupon-effect fine-tuning kept epoch {lstm_bundle.fine_tuning.get('best_epoch')}"
-        f"/{len(lstm_bundle.fine_tuning.get('epochs', []))} (0 = the main fit's)",
+        + f"; LSTM coupon-effect fine-tuning {kept}",
         flush=True,
     )
     return results
