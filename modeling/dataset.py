@@ -22,11 +22,14 @@ from campaigns.models import CouponType, Customer, Merchant
 from modeling.sequences import EventArrays
 from promo_portal.arrow_sql import epoch_seconds, read_arrow
 
+# Event types and categories are read dictionary-encoded: integer codes and the few names they
+# stand for, never a Python string per event (30M of them at 1M customers).
+_CODES = pa.dictionary(pa.int32(), pa.string())
 _EVENT_TYPES = {
     "customer_id": pa.int64(),
     "ts": pa.int64(),
-    "event_type": pa.string(),
-    "category": pa.string(),
+    "event_type": _CODES,
+    "category": _CODES,
     "price": pa.float64(),
 }
 _CUSTOMER_TYPES = {"id": pa.int64(), "external_id": pa.string(), "attributes": pa.string()}
@@ -48,9 +51,13 @@ class MerchantData:
     customer_ids: np.ndarray  # int64 database ids, ascending; a customer's index is its position
     external_ids: np.ndarray  # the shop's ids, in the same order
     attributes: pd.DataFrame  # one row per customer, one column per attribute
-    events: dict[str, np.ndarray]  # customer_index, timestamp (s), event_type, category, price
+    # customer_index, timestamp (s), event_type and category (int codes into the names below),
+    # price
+    events: dict[str, np.ndarray]
     treatments: dict[str, np.ndarray]  # customer_index, arm, assigned_at (s), propensity, ...
     arms: list[str] = field(default_factory=list)  # "control" first, then the coupon codes
+    event_type_names: tuple[str, ...] = ()
+    category_names: tuple[str, ...] = ()
 
     @property
     def n_customers(self) -> int:
@@ -67,6 +74,8 @@ class MerchantData:
             n_customers=self.n_customers,
             as_of=as_of,
             attributes={str(c): self.attributes[c].to_numpy() for c in self.attributes.columns},
+            event_type_names=self.event_type_names,
+            category_names=self.category_names,
         )
 
 
@@ -98,6 +107,8 @@ def merchant_data_load(
         merchant=merchant, customer_range=(first, last), with_treatments=with_treatments
     )
     codes = CouponType.objects.filter(merchant=merchant).order_by("code")
+    event_types, event_type_names = _dictionary_codes(events, "event_type")
+    categories, category_names = _dictionary_codes(events, "category")
     return MerchantData(
         customer_ids=customer_ids,
         external_ids=_np(customers, "external_id"),
@@ -105,8 +116,8 @@ def merchant_data_load(
         events={
             "customer_index": np.searchsorted(customer_ids, _np(events, "customer_id")),
             "timestamp": _np(events, "ts"),
-            "event_type": _np(events, "event_type"),
-            "category": _np(events, "category", fill=""),
+            "event_type": event_types,
+            "category": categories,
             "price": _np(events, "price").astype(np.float64),
         },
         treatments={
@@ -114,6 +125,8 @@ def merchant_data_load(
             **{name: values for name, values in treatments.items() if name != "customer_id"},
         },
         arms=[CONTROL_ARM, *codes.values_list("code", flat=True)],
+        event_type_names=event_type_names,
+        category_names=category_names,
     )
 
 
@@ -271,6 +284,14 @@ def _attribute_frame(texts: pa.ChunkedArray, *, index: np.ndarray) -> pd.DataFra
     joined = ",".join(text or "null" for text in texts.to_pylist())
     records = json.loads(f"[{joined}]")
     return pd.DataFrame.from_records([r or {} for r in records], index=index)
+
+
+def _dictionary_codes(table: pa.Table, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A dictionary-encoded text column (NOT NULL in the database) as (int32 codes, the names
+    they index)."""
+    column = table.column(name).combine_chunks()  # one dictionary for all the CSV's blocks
+    names = tuple(str(n) for n in column.dictionary.to_pylist())
+    return column.indices.to_numpy().astype(np.int32, copy=False), names
 
 
 def _np(table: pa.Table, name: str, fill=None) -> np.ndarray:

@@ -30,9 +30,13 @@ def test_the_arrays_are_the_simulated_merchants_data(settings, tmp_path):
     np.testing.assert_array_equal(
         data.events["timestamp"], events["timestamp"].astype("datetime64[s]").astype(np.int64)
     )
-    np.testing.assert_array_equal(
-        data.events["event_type"].astype(str), events["event_type"].astype(str)
-    )
+    # event types and categories come as codes into the names the database held
+    for name in ("event_type", "category"):
+        names = np.array(getattr(data, f"{name}_names"), dtype=object)
+        np.testing.assert_array_equal(
+            names[data.events[name]].astype(str), pd.Series(events[name]).fillna("").astype(str)
+        )
+        assert data.events[name].dtype == np.int32
     assert np.all(np.diff(data.events["customer_index"]) >= 0)
     treated = simulation.treatments
     np.testing.assert_array_equal(data.treatments["arm"].astype(str), treated["arm"].astype(str))
