@@ -31,6 +31,7 @@ _EVENT_TYPES = {
     "event_type": _CODES,
     "category": _CODES,
     "price": pa.float64(),
+    "quantity": pa.float64(),  # NaN where the shop did not say (counts as 1)
 }
 _CUSTOMER_TYPES = {"id": pa.int64(), "external_id": pa.string(), "attributes": pa.string()}
 _TREATMENT_TYPES = {
@@ -52,7 +53,7 @@ class MerchantData:
     external_ids: np.ndarray  # the shop's ids, in the same order
     attributes: pd.DataFrame  # one row per customer, one column per attribute
     # customer_index, timestamp (s), event_type and category (int codes into the names below),
-    # price
+    # price, quantity
     events: dict[str, np.ndarray]
     treatments: dict[str, np.ndarray]  # customer_index, arm, assigned_at (s), propensity, ...
     arms: list[str] = field(default_factory=list)  # "control" first, then the coupon codes
@@ -71,6 +72,7 @@ class MerchantData:
             event_type=self.events["event_type"],
             category=self.events["category"],
             price=self.events["price"],
+            quantity=self.events["quantity"],
             n_customers=self.n_customers,
             as_of=as_of,
             attributes={str(c): self.attributes[c].to_numpy() for c in self.attributes.columns},
@@ -97,8 +99,8 @@ def merchant_data_load(
     )
     customer_ids = _np(customers, "id")
     events = read_arrow(
-        f"""SELECT customer_id, {epoch_seconds("timestamp")} AS ts, event_type, category, price
-        FROM campaigns_event WHERE merchant_id = %s AND customer_id BETWEEN %s AND %s
+        f"""SELECT customer_id, {epoch_seconds("timestamp")} AS ts, event_type, category, price,
+            quantity FROM campaigns_event WHERE merchant_id = %s AND customer_id BETWEEN %s AND %s
         ORDER BY merchant_id, customer_id, timestamp, fingerprint""",
         [merchant.pk, first, last],
         _EVENT_TYPES,
@@ -119,6 +121,7 @@ def merchant_data_load(
             "event_type": event_types,
             "category": categories,
             "price": _np(events, "price").astype(np.float64),
+            "quantity": _np(events, "quantity").astype(np.float64),
         },
         treatments={
             "customer_index": np.searchsorted(customer_ids, treatments["customer_id"]),

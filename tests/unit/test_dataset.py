@@ -37,6 +37,9 @@ def test_the_arrays_are_the_simulated_merchants_data(settings, tmp_path):
             names[data.events[name]].astype(str), pd.Series(events[name]).fillna("").astype(str)
         )
         assert data.events[name].dtype == np.int32
+    # quantities as stored (NaN where the shop gave none): order values are price x quantity
+    np.testing.assert_array_equal(data.events["quantity"], np.asarray(events["quantity"], float))
+    assert data.event_arrays(as_of=0).quantity is data.events["quantity"]
     assert np.all(np.diff(data.events["customer_index"]) >= 0)
     treated = simulation.treatments
     np.testing.assert_array_equal(data.treatments["arm"].astype(str), treated["arm"].astype(str))
