@@ -120,8 +120,8 @@ def merchant_data_load(
             "timestamp": _np(events, "ts"),
             "event_type": event_types,
             "category": categories,
-            "price": _np(events, "price").astype(np.float64),
-            "quantity": _np(events, "quantity").astype(np.float64),
+            "price": _np(events, "price"),  # float64 as read (NaN where none)
+            "quantity": _np(events, "quantity"),
         },
         treatments={
             "customer_index": np.searchsorted(customer_ids, treatments["customer_id"]),
@@ -294,7 +294,7 @@ def _dictionary_codes(table: pa.Table, name: str) -> tuple[np.ndarray, tuple[str
     they index)."""
     column = table.column(name).combine_chunks()  # one dictionary for all the CSV's blocks
     names = tuple(str(n) for n in column.dictionary.to_pylist())
-    return column.indices.to_numpy().astype(np.int32, copy=False), names
+    return column.indices.to_numpy(), names  # int32, as _CODES reads them
 
 
 def _np(table: pa.Table, name: str, fill=None) -> np.ndarray:
