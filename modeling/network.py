@@ -8,10 +8,15 @@ the "small" preset (one LSTM(64)) keeps the CPU demo quick, the "large" preset (
 LSTM(128), the seed model's encoder) is for GPU workers.
 
 The representation, concatenated with the static features, feeds a shared Dense trunk and one
-conversion head per arm (logits [n, A], arm 0 = control). Head a is ``base + delta_a`` with
-``delta_0 = 0``: the base learns from every row, the L2-penalized deltas only from the rows of
-their arm — the uplift is the delta, shrunk towards "no effect" where the data says little.
-The optional revenue heads predict log order value given conversion per arm the same way.
+conversion head per arm (logits [n, A], arm 0 = control). Head a is ``base + delta_a``: the base
+learns from every row, the L2-penalized deltas only from the rows of their arm. With
+``control_delta`` (the default of new models) control has a delta of its own like every coupon,
+and the uplift of arm a is ``delta_a - delta_0``, shrunk towards "no effect" where the data says
+little. Without it (models trained before) ``delta_0 = 0``: control's head is the base itself,
+which five coupon arms' rows out of six pull towards the coupons' average, so whatever
+differs between customers in every coupon's effect alike lands in the base, where it cancels
+out of the uplift. The optional revenue heads predict log order value given conversion per arm
+the same way.
 
 Losses and metrics live apart from the towers: each training row teaches only the head of the
 arm it received. ``y`` carries (converted, arm index, sample weight[, log order value]) and the
@@ -71,18 +76,27 @@ class SequenceMask(layers.Layer):
 class ArmHeads(layers.Layer):
     """One head per arm over a shared representation: ``out[:, a] = base + delta_a``.
 
-    ``base`` is linear and shared by all arms; ``delta_a`` (a >= 1) is arm a's own small tower
-    (``hidden_units`` ReLU units, or linear when 0), with ``delta_0 = 0`` for control."""
+    ``base`` is linear and shared by all arms; ``delta_a`` is arm a's own small tower
+    (``hidden_units`` ReLU units, or linear when 0), for every arm with ``control_delta``,
+    otherwise for the coupon arms only (a >= 1) with ``delta_0 = 0``."""
 
-    def __init__(self, n_arms: int, hidden_units: int = 16, delta_l2: float = 1e-4, **kwargs):
+    def __init__(
+        self,
+        n_arms: int,
+        hidden_units: int = 16,
+        delta_l2: float = 1e-4,
+        control_delta: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.n_arms = int(n_arms)
         self.hidden_units = int(hidden_units)
         self.delta_l2 = float(delta_l2)
+        self.control_delta = bool(control_delta)
 
     def build(self, input_shape):
         width = int(input_shape[-1])
-        n_deltas = self.n_arms - 1
+        n_deltas = self.n_arms if self.control_delta else self.n_arms - 1
         regularizer = keras.regularizers.L2(self.delta_l2) if self.delta_l2 else None
         self.base_kernel = self.add_weight(
             name="base_kernel", shape=(width, 1), initializer="glorot_uniform"
@@ -114,6 +128,8 @@ class ArmHeads(layers.Layer):
         else:
             delta = ops.matmul(x, ops.transpose(self.delta_kernel))
         delta = delta + self.delta_bias
+        if self.control_delta:
+            return base + delta
         return ops.concatenate([base, base + delta], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -125,6 +141,7 @@ class ArmHeads(layers.Layer):
             "n_arms": self.n_arms,
             "hidden_units": self.hidden_units,
             "delta_l2": self.delta_l2,
+            "control_delta": self.control_delta,
         }
 
 
@@ -143,6 +160,7 @@ def build_uplift_network(
     delta_l2: float = 1e-4,
     sequence_dropout: float = 0.0,
     members: int = 1,
+    control_delta: bool = False,
 ) -> keras.Model:
     """The uplift network (uncompiled). With ``use_sequence=False`` it sees the static features
     only: the baseline that shows what the sequence encoder adds.
@@ -201,7 +219,9 @@ def build_uplift_network(
         for head in (CONVERSION, ORDER_VALUE) if revenue_head else (CONVERSION,):
             name = f"{head}_{m}" if members > 1 else head
             # Each member's penalty counts a 1/members share too, as its loss does (compile).
-            arm_heads = ArmHeads(n_arms, head_units, delta_l2 / members, name=name)
+            arm_heads = ArmHeads(
+                n_arms, head_units, delta_l2 / members, control_delta=control_delta, name=name
+            )
             heads[head].append(arm_heads(trunk))
     outputs = {}
     for head, tensors in heads.items():

@@ -185,6 +185,7 @@ def build_model_for(
         delta_l2=config.delta_l2,
         sequence_dropout=config.sequence_dropout,
         members=config.members,
+        control_delta=config.control_delta,
     )
     return _compile(model, n_arms, config)
 

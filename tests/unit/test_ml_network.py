@@ -23,6 +23,7 @@ from modeling.artifacts import load_trained_model, save_trained_model
 from modeling.network import (
     CONVERSION,
     ORDER_VALUE,
+    ArmHeads,
     ReceivedArmBinaryCrossentropy,
     ReceivedArmLogValueError,
     build_uplift_network,
@@ -192,6 +193,53 @@ def _tiny_batch(rng, n=8):
         ORDER_VALUE: np.column_stack([converted, arm, weight, rng.normal(3, 1, size=n)]),
     }
     return x, {k: v.astype("float32") for k, v in y.items()}
+
+
+def test_with_a_control_delta_control_rows_teach_control_s_own_delta_and_no_coupon_s():
+    # Control has a delta of its own beside every coupon's: a batch of control rows alone moves
+    # the shared base and control's delta, and leaves every coupon's delta as it was.
+    model = build_uplift_network(
+        vocab_size=5, n_static=3, n_arms=3, dropout=0.0, delta_l2=0.0, control_delta=True
+    )
+    compile_uplift_network(model, n_arms=3, jit_compile=False)
+    heads = model.get_layer(CONVERSION)
+    assert heads.delta_kernel.shape[0] == 3  # control and both coupons
+    rng = np.random.default_rng(5)
+    heads.delta_kernel.assign(rng.normal(size=heads.delta_kernel.shape))
+    x, y = _tiny_batch(rng, n=64)
+    for values in y.values():
+        values[:, 1] = 0  # every row received control
+    before = {w.name: w.numpy() for w in heads.weights}
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    after = {w.name: w.numpy() for w in heads.weights}
+    for name in ("hidden_kernel", "hidden_bias", "delta_kernel", "delta_bias"):
+        assert not np.array_equal(before[name][0], after[name][0]), name
+        assert np.array_equal(before[name][1:], after[name][1:]), name
+    assert not np.array_equal(before["base_bias"], after["base_bias"])
+    # the uplift is delta_a - delta_0 (the base cancels)
+    trunk = keras.Model(model.inputs, model.get_layer("shared_dense").output)
+    hidden = np.asarray(trunk.predict(x, verbose=0))
+    logits = np.asarray(model.predict(x, verbose=0)[CONVERSION])
+    h = np.einsum("nd,adh->nah", hidden, after["hidden_kernel"]) + after["hidden_bias"]
+    h = np.maximum(h, 0.0)
+    delta = (h * after["delta_kernel"]).sum(-1) + after["delta_bias"]
+    np.testing.assert_allclose(
+        logits[:, 1:] - logits[:, :1], delta[:, 1:] - delta[:, :1], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_heads_saved_before_the_control_delta_existed_keep_control_as_the_base():
+    config = ArmHeads(3, hidden_units=4, control_delta=True).get_config()
+    del config["control_delta"]  # as a model trained before it stored its layers
+    heads = ArmHeads.from_config(config)
+    x = np.random.default_rng(6).random((5, 7)).astype("float32")
+    heads(x)
+    assert heads.delta_kernel.shape[0] == 2  # the coupons only
+    heads.delta_kernel.assign(np.ones(heads.delta_kernel.shape))
+    out = np.asarray(heads(x))
+    base = x @ heads.base_kernel.numpy() + heads.base_bias.numpy()
+    np.testing.assert_allclose(out[:, :1], base, rtol=1e-5, atol=1e-6)
+    assert TrainingConfig.from_dict({"epochs": 3}).control_delta is TrainingConfig().control_delta
 
 
 def test_members_are_trained_apart_and_served_as_their_average():
