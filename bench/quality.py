@@ -15,7 +15,9 @@ the same training/validation rows; on the test customers each is judged with the
 Baselines: T-learner gradient boosting on static features; response-model targeting (the best
 coupon overall to the 30 % most likely to buy); the best single coupon for everyone; random
 targeting; the same network without the sequence encoder. It also prints the held-out
-(observed-outcome) report of ``modeling.metrics`` for the LSTM model, and a reference row,
+(observed-outcome) report of ``modeling.metrics`` for the LSTM model; where its policy loses (the
+profit share it would reach with the true conversion probabilities, and how its predicted uplift
+follows the true one per arm); and a reference row,
 "ceiling": regressors fitted to the TRUE profit on the simulator's observable drivers, which
 bounds what any model learning from the visible data could capture of the oracle (the oracle
 also knows latent traits such as coupon aversion that no data shows).
@@ -319,6 +321,28 @@ def run_seed(n_customers: int, seed: int, config: TrainingConfig) -> dict[str, d
         + f"; policy revenue lift vs all-control (DR) {dr['value']:.2f} "
         f"[{dr['low']:.2f}, {dr['high']:.2f}] per customer; best epoch "
         f"{lstm_bundle.best_epoch + 1}/{len(lstm_bundle.history)}"
+    )
+    # Where the LSTM policy loses: the same policy with the TRUE conversion probabilities in place
+    # of the model's (its predicted order values kept), and how its predicted conversion uplift
+    # follows the true one per coupon arm.
+    with_true_p = judge(
+        test_truth,
+        None,
+        best_arm_policy(predicted_profit(test_truth, test_truth.p_convert, value_lstm)),
+        score=test_truth.conversion_uplift(),
+    )
+    uplift, true_uplift = p_lstm - p_lstm[:, :1], test_truth.conversion_uplift()
+    print(
+        f"  lstm policy with the true conversion probabilities and its own predicted order "
+        f"values: profit share {100 * with_true_p['share']:.1f} %; predicted vs true conversion "
+        f"uplift per arm ({'/'.join(arms[1:])}): correlation "
+        + "/".join(
+            f"{np.corrcoef(uplift[:, a], true_uplift[:, a])[0, 1]:.2f}" for a in range(1, len(arms))
+        )
+        + ", standard deviation "
+        + "/".join(f"{uplift[:, a].std():.3f}" for a in range(1, len(arms)))
+        + " vs "
+        + "/".join(f"{true_uplift[:, a].std():.3f}" for a in range(1, len(arms)))
     )
     for name in (*METHODS, "ceiling"):
         r = results[name]
