@@ -5,7 +5,9 @@
   ``train_uplift_model``'s ``model.fit`` with validation, early-stopping and timing callbacks;
   sequences/s = training rows / (median epoch training time + preparation time / epochs);
 - raw training: ``model.fit`` of the same compiled network on the same in-memory arrays, no
-  callbacks, no validation; sequences/s = training rows / median epoch time;
+  callbacks, no validation; its encoder frozen where the product froze it after pretraining
+  (the product then trains the heads alone: the raw fit does the same work);
+  sequences/s = training rows / median epoch time;
 - in-memory scoring: ``scoring.predict`` from events (sequences + static features + network)
   beside raw ``model.predict`` on prepared arrays, customers/s (median of repeats);
 - end-to-end scoring on PostgreSQL (issue 4, point 7): a throwaway database, a simulated
@@ -75,6 +77,7 @@ from modeling.scoring import predict
 from modeling.training import (
     TrainingConfig,
     build_model_for,
+    freeze_encoder,
     prepare_training_data,
     train_uplift_model,
 )
@@ -178,6 +181,9 @@ def training_part(args) -> list[tuple]:
     # Raw: the same network on the same arrays.
     keras.utils.set_random_seed(1)
     model = build_model_for(data["preprocessing"], len(arms), config, data["revenue_head"])
+    frozen = bool(bundle.pretraining.get("frozen"))
+    if frozen:  # the product trained the heads on a pretrained, frozen encoder: the same here
+        freeze_encoder(model, len(arms), config)
     rows = np.flatnonzero(data["train"])
     x_all = data["inputs"].take(rows).as_keras()
     x = {k: x_all[k] for k in model_input_names(model)}
@@ -186,7 +192,11 @@ def training_part(args) -> list[tuple]:
     model.fit(x, y, epochs=epochs, batch_size=config.batch_size, callbacks=[clock], verbose=0)
     raw_epoch = statistics.median(clock.seconds)
     raw_rate = n_train / raw_epoch
-    print(f"raw model.fit: epochs {_fmt(clock.seconds)} s -> {raw_rate:,.0f} sequences/s")
+    encoder = "frozen, as the product froze it after pretraining" if frozen else "trained"
+    print(
+        f"raw model.fit (encoder {encoder}): epochs {_fmt(clock.seconds)} s "
+        f"-> {raw_rate:,.0f} sequences/s"
+    )
 
     # Scoring.
     predict(bundle, events.subset(np.arange(min(2000, n_customers))))  # warm up

@@ -200,6 +200,15 @@ def _compile(model: keras.Model, n_arms: int, config: TrainingConfig) -> keras.M
     )
 
 
+def freeze_encoder(model: keras.Model, n_arms: int, config: TrainingConfig) -> keras.Model:
+    """Stop training the sequence encoder (token embedding and LSTM), as after a pretraining
+    that beat the base rates; recompiled so that the trainable flags take effect."""
+    for layer in model.layers:
+        if layer.name == "token_embedding" or layer.name.startswith("lstm_"):
+            layer.trainable = False
+    return _compile(model, n_arms, config)
+
+
 _PRETRAIN_TARGETS = ("purchase", "cart", "view")
 PRETRAIN_VALIDATION_SHARE = 0.1
 # The encoder is frozen after pretraining only when pretraining beat the base rates by this
@@ -468,10 +477,9 @@ def train_uplift_model(
         )
         pretraining["frozen"] = config.freeze_encoder and pretraining["gain"] >= MIN_PRETRAIN_GAIN
         if pretraining["frozen"]:
-            for layer in model.layers:
-                if layer.name == "token_embedding" or layer.name.startswith("lstm_"):
-                    layer.trainable = False
-        _compile(model, len(arms), config)  # after freezing: trainable flags take effect
+            freeze_encoder(model, len(arms), config)
+        else:
+            _compile(model, len(arms), config)
     _initialize_base(model, y, train)
     names = model_input_names(model)
 
