@@ -325,13 +325,13 @@ def run_seed(n_customers: int, seed: int, config: TrainingConfig) -> dict[str, d
     # Where the LSTM policy loses: the same policy with the TRUE conversion probabilities in place
     # of the model's (its predicted order values kept), and how its predicted conversion uplift
     # follows the true one per coupon arm.
+    uplift, true_uplift = p_lstm - p_lstm[:, :1], test_truth.conversion_uplift()
     with_true_p = judge(
         test_truth,
         None,
         best_arm_policy(predicted_profit(test_truth, test_truth.p_convert, value_lstm)),
-        score=test_truth.conversion_uplift(),
+        score=true_uplift,
     )
-    uplift, true_uplift = p_lstm - p_lstm[:, :1], test_truth.conversion_uplift()
     print(
         f"  lstm policy with the true conversion probabilities and its own predicted order "
         f"values: profit share {100 * with_true_p['share']:.1f} %; predicted vs true conversion "
