@@ -60,6 +60,8 @@ def model_version_train(
     from modeling.tasks import train_model
 
     config = TrainingConfig(preset=preset, epochs=epochs)
+    if settings.MODEL_MEMBERS:
+        config.members = settings.MODEL_MEMBERS
     version = ModelVersion.objects.create(
         merchant=merchant,
         number=model_version_next_number(merchant=merchant),

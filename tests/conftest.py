@@ -25,13 +25,35 @@ def _integration_available() -> bool:
     )
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="run only the tests that use the database (CI's second pass on SQLite: the rest "
+        "ran already and would run the same)",
+    )
+
+
+def _uses_database(item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return (
+        "db" in names or "transactional_db" in names or bool(item.get_closest_marker("django_db"))
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    """Integration tests need PostgreSQL and Redis; without them they are deselected."""
-    if _integration_available():
+    """Integration tests need PostgreSQL and Redis; without them they are deselected. With
+    ``--database-tests-only`` the tests that never touch the database are deselected too."""
+    integration = _integration_available()
+    database_only = config.getoption("--database-tests-only")
+    if integration and not database_only:
         return
     selected, deselected = [], []
     for item in items:
-        (deselected if item.get_closest_marker("integration") else selected).append(item)
+        drop = (not integration and item.get_closest_marker("integration")) or (
+            database_only and not _uses_database(item)
+        )
+        (deselected if drop else selected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

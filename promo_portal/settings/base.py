@@ -134,6 +134,10 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", default=VAR_DIR / "media")
 UPLOAD_ROOT = env_path("UPLOAD_ROOT", default=VAR_DIR / "uploads")
 MODEL_ARTIFACT_ROOT = env_path("MODEL_ARTIFACT_ROOT", default=VAR_DIR / "models")
+# Networks averaged in each trained model (modeling.training_config.TrainingConfig.members);
+# 0 keeps the model's own default (5, measured on bench/quality.py). Fewer train faster on a
+# small machine at some cost in the quality of the coupon choice.
+MODEL_MEMBERS = env_int("MODEL_MEMBERS", default=0)
 NODE_MODULES_DIR = BASE_DIR / "node_modules"
 
 

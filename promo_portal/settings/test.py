@@ -23,6 +23,10 @@ MEDIA_ROOT = _TMP / "media"
 UPLOAD_ROOT = _TMP / "uploads"
 IMPORT_SPOOL_ROOT = UPLOAD_ROOT / ".spool"
 MODEL_ARTIFACT_ROOT = _TMP / "models"
+# One network per model: the tests of jobs, registry and pages train many small models, and each
+# member costs most of its graph's tracing time again (a 600-customer merchant: 28 s with one
+# member, 52 s with five). The members have their own tests (test_ml_network.py).
+MODEL_MEMBERS = 1
 
 # Unit tests run tasks in-process even when a broker is configured; the integration suite's
 # worker fixture turns this off while a real worker consumes the queues. The worker itself runs
