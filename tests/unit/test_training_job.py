@@ -14,6 +14,7 @@ from campaigns.models import Membership, Merchant, TreatmentLog
 from campaigns.simulated import merchant_load_simulation
 from modeling.artifacts import load_trained_model
 from modeling.models import Job, ModelVersion
+from modeling.training_config import TrainingConfig
 from modeling.training_service import model_version_train
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +128,11 @@ def test_cancelling_during_training_stops_at_the_next_epoch(
     assert version.status == "cancelled"
     assert len(version.training_curves["epochs"]) == 1  # stopped after the first epoch
     assert not version.artifact_path and not version.is_champion
+
+
+@pytest.mark.parametrize(("setting", "members"), [(0, TrainingConfig().members), (2, 2)])
+def test_the_members_setting_sets_the_versions_members(merchant_a, settings, setting, members):
+    settings.MODEL_MEMBERS = setting
+    version = model_version_train(merchant=merchant_a, actor=None, epochs=1)  # queued, not run
+    assert version.hyperparameters["members"] == members
+    assert TrainingConfig.from_dict(version.hyperparameters).members == members
