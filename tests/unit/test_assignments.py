@@ -542,6 +542,7 @@ def test_the_commands_refuse_viewers_and_unknown_objects(scored, vera):
 # --- end to end on a trained model --------------------------------------------------------------
 
 
+@pytest.mark.heavy_ml
 def test_a_trained_and_scored_model_gives_a_strategy_that_applies_and_exports(
     settings, tmp_path, mona, api_for, django_capture_on_commit_callbacks
 ):

@@ -181,6 +181,7 @@ def test_the_model_page_shows_the_rule_and_the_comparison(merchant_a, vera, clie
     assert 'data-testid="retraining-form"' not in html  # a viewer changes nothing
 
 
+@pytest.mark.heavy_ml
 @pytest.mark.django_db
 def test_retraining_promotes_a_challenger_that_meets_the_rule(
     simulated, monkeypatch, django_capture_on_commit_callbacks
@@ -222,6 +223,7 @@ def test_retraining_promotes_a_challenger_that_meets_the_rule(
     assert event.data["reason"] == "beat the champion on the shared held-out split"
 
 
+@pytest.mark.heavy_ml
 @pytest.mark.django_db
 def test_retraining_records_the_comparison_and_follows_the_rule(
     simulated, django_capture_on_commit_callbacks

@@ -3,32 +3,52 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from django.test import override_settings
 
-from campaigns.models import Customer, Merchant
+from campaigns.models import Customer, Merchant, TreatmentLog
 from campaigns.simulated import merchant_load_simulation
 from modeling import scoring_service
 from modeling.models import Job, ScoreChunk
 from modeling.scoring_service import model_version_score, model_version_scores
+from modeling.tasks import train_model
 from modeling.training_service import model_version_train
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def trained(settings, tmp_path, django_capture_on_commit_callbacks):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    settings.MODEL_ARTIFACT_ROOT = tmp_path / "models"
-    merchant = Merchant.objects.create(name="Sim", slug="sim")
-    merchant_load_simulation(merchant=merchant, customers=500, seed=6, report=lambda _: None)
-    with django_capture_on_commit_callbacks(execute=True):
+@pytest.fixture(scope="module")
+def _trained_once(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One merchant and model for the module's tests, trained once through the training job
+    (about 45 s) and committed; each test's changes roll back with its transaction, and the
+    merchant goes when the module is done."""
+    root = tmp_path_factory.mktemp("scoring")
+    with (
+        django_db_blocker.unblock(),
+        override_settings(MEDIA_ROOT=root / "media", MODEL_ARTIFACT_ROOT=root / "models"),
+    ):
+        merchant = Merchant.objects.create(name="Sim", slug="sim")
+        merchant_load_simulation(merchant=merchant, customers=500, seed=6, report=lambda _: None)
         version = model_version_train(merchant=merchant, actor=None, epochs=1)
-    version.refresh_from_db()
-    assert version.status == "ready"
-    return version
+        train_model.apply(args=[version.job_id])  # what the committed transaction would send
+        version.refresh_from_db()
+    assert version.status == "ready", version.error
+    yield version
+    with django_db_blocker.unblock():
+        TreatmentLog.objects.filter(merchant=merchant).delete()  # they protect the coupon types
+        merchant.delete()
+
+
+@pytest.fixture
+def trained(_trained_once, db):
+    """The module's model, with no score files left by an earlier test."""
+    shutil.rmtree(Path(_trained_once.artifact_path) / "scores", ignore_errors=True)
+    _trained_once.refresh_from_db()
+    return _trained_once
 
 
 def test_every_customer_is_scored_in_chunks(trained, django_capture_on_commit_callbacks):

@@ -69,6 +69,7 @@ def test_training_produces_a_ready_evaluated_champion(
     assert list(bundle.arms) == version.arms
 
 
+@pytest.mark.heavy_ml
 def test_a_second_model_does_not_take_over_the_champion(
     simulated, mona, django_capture_on_commit_callbacks
 ):
